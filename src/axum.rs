@@ -1,0 +1,155 @@
+//! axum integration: [`SessionLayer`] (a tower `Layer`), [`SessionService`],
+//! and the [`Session`] extractor.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use sessionkit::{axum::SessionLayer, MemoryStore, Session, SessionConfig, SessionManager};
+//!
+//! let manager = SessionManager::new(MemoryStore::new(), SessionConfig::default());
+//! let app: Router = Router::new()
+//!     .route("/", get(|s: Session| async move { format!("{:?}", s.user_id()) }))
+//!     .layer(SessionLayer::new(manager));
+//! ```
+//!
+//! The client IP recorded with a session comes from
+//! [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo) when the server is
+//! started with `into_make_service_with_connect_info::<SocketAddr>()`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::response::{IntoResponse, Response};
+use http::header::{COOKIE, USER_AGENT};
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Request};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{CookieAction, Error, Session, SessionManager};
+
+/// Adds sessions to every request of the wrapped service.
+#[derive(Clone, Debug)]
+pub struct SessionLayer {
+    manager: SessionManager,
+}
+
+impl SessionLayer {
+    /// A layer that loads and commits sessions through `manager`.
+    pub fn new(manager: SessionManager) -> Self {
+        SessionLayer { manager }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            manager: self.manager.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] builds: loads the session, runs the inner
+/// service, commits and sets the cookie.
+#[derive(Clone, Debug)]
+pub struct SessionService<S> {
+    inner: S,
+    manager: SessionManager,
+}
+
+/// The future of [`SessionService`].
+pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
+
+impl<S, B> Service<Request<B>> for SessionService<S>
+where
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The clone that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let manager = self.manager.clone();
+        Box::pin(async move {
+            let headers = req.headers();
+            let ip = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip());
+            let client =
+                manager.client_info(headers.get(USER_AGENT).map(HeaderValue::as_bytes), ip);
+            let cookies = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
+            let session = match manager.load_from_cookies(cookies, client).await {
+                Ok(session) => session,
+                Err(e) => return Ok(e.into_response()),
+            };
+            req.extensions_mut().insert(session.clone());
+            let mut res = inner.call(req).await?;
+            match manager.commit(&session).await {
+                Ok(action) => apply(&action, &mut res),
+                Err(e) => return Ok(e.into_response()),
+            }
+            Ok(res)
+        })
+    }
+}
+
+fn apply(action: &CookieAction, res: &mut Response) {
+    for (name, value) in action.headers() {
+        let Ok(value) = HeaderValue::from_str(&value) else {
+            tracing::error!(
+                header = name,
+                "session header value is not valid; check the cookie path and domain settings"
+            );
+            continue;
+        };
+        let name = HeaderName::from_static(name);
+        if name == http::header::SET_COOKIE {
+            res.headers_mut().append(name, value);
+        } else {
+            res.headers_mut().insert(name, value);
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or(Error::MissingLayer)
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "session error");
+        }
+        // Store internals stay in the log; the client learns what kind of
+        // failure it was. Misuse messages are for the developer and shown.
+        let body = match &self {
+            Error::Store(_) | Error::StoreTimeout(_) => "session store unavailable".to_owned(),
+            other => other.to_string(),
+        };
+        (status, body).into_response()
+    }
+}

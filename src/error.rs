@@ -1,0 +1,90 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+/// A boxed error from a store backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in sessionkit.
+///
+/// With the `axum` feature it implements `IntoResponse`, so handlers can use
+/// `?` on session calls: store trouble becomes `503 Service Unavailable`, a
+/// refused login `409 Conflict`, misuse `500` with a message saying what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed (connection refused, protocol error, ...).
+    #[error("session store unavailable: {0}")]
+    Store(#[source] BoxError),
+
+    /// The store did not answer within the configured
+    /// [`store_timeout`](crate::SessionConfig::store_timeout).
+    #[error("session store did not answer within {0:?}")]
+    StoreTimeout(Duration),
+
+    /// A login was refused by `max_sessions_per_user(_, RejectNew)`; nothing
+    /// was changed.
+    #[error("login refused: the user already holds the maximum of {max} sessions")]
+    TooManySessions {
+        /// The configured limit.
+        max: u32,
+    },
+
+    /// The session was ended (logout or revoke) earlier in this request, or
+    /// by another request, and cannot be used any more.
+    #[error("the session has been ended (logout or revoke)")]
+    SessionEnded,
+
+    /// A value could not be turned into JSON for storage.
+    #[error("session value for key {key:?} could not be serialized: {source}")]
+    Serialize {
+        /// The session key.
+        key: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A stored value does not have the type the handler asked for.
+    #[error("session value for key {key:?} is not of the requested type: {source}")]
+    Deserialize {
+        /// The session key.
+        key: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The `Session` extractor ran on a request the session middleware did
+    /// not see.
+    #[error(
+        "no session on this request: is the session layer installed? \
+         Add `.layer(sessionkit::axum::SessionLayer::new(manager))` to the router \
+         (or `.wrap(SessionMiddleware::new(manager))` in actix-web), and make sure \
+         the route is inside it"
+    )]
+    MissingLayer,
+}
+
+impl Error {
+    /// Wraps a backend error.
+    pub fn store(e: impl Into<BoxError>) -> Self {
+        Error::Store(e.into())
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Error::Store(_) | Error::StoreTimeout(_) => S::SERVICE_UNAVAILABLE,
+            Error::TooManySessions { .. } => S::CONFLICT,
+            Error::SessionEnded => S::UNAUTHORIZED,
+            Error::Serialize { .. } | Error::Deserialize { .. } | Error::MissingLayer => {
+                S::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

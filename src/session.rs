@@ -1,0 +1,267 @@
+//! [`Session`]: the handle a handler receives.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::store::{ClientInfo, Data, Delta, Written};
+use crate::token::Token;
+use crate::{Error, Result, SessionId, SessionManager};
+
+/// How far a session has moved in this request. It only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Status {
+    /// Nothing changed.
+    #[default]
+    Unchanged,
+    /// Data changed; the changed keys are written after the handler.
+    Changed,
+    /// The token was replaced (login or rotation).
+    Rotated,
+    /// The session was ended (logout); the cookie is cleared.
+    Destroyed,
+}
+
+/// The session of the current request.
+///
+/// The middleware loads it before the handler runs, so [`get`](Self::get),
+/// [`insert`](Self::insert), [`remove`](Self::remove) and
+/// [`clear`](Self::clear) are synchronous and touch no store. After the
+/// handler, only the keys that changed are written (a per-key delta), so two
+/// concurrent requests that change different keys both keep their change;
+/// two that change the same key: the last write wins.
+///
+/// [`login`](Self::login), [`logout`](Self::logout) and
+/// [`rotate`](Self::rotate) go to the store at once, so their errors reach
+/// the handler.
+///
+/// `Session` is cheap to clone (clones share state), `Send` and `Sync`.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    manager: SessionManager,
+    client: ClientInfo,
+    state: Mutex<State>,
+}
+
+/// Everything the manager needs to commit the session.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// The token the client should hold. `None` when the session is not
+    /// stored yet, or was reached through a rotation alias (the client holds
+    /// an older token that still works).
+    pub token: Option<Token>,
+    /// Where the session lives in the store; `None` until first written.
+    pub id: Option<SessionId>,
+    pub data: Data,
+    pub dirty: HashSet<String>,
+    pub cleared: bool,
+    pub status: Status,
+    pub user_id: Option<String>,
+    /// The token changed in this request: send it.
+    pub send_token: bool,
+    /// The latest expiry the store reported, and whether it moved in this
+    /// request (then a persistent cookie's `Max-Age` is refreshed).
+    pub expiry: Option<Written>,
+    pub expiry_moved: bool,
+    /// The request carried a token (so a removal cookie has something to clear).
+    pub had_token: bool,
+    /// Periodic rotation is due at commit.
+    pub rotation_due: bool,
+}
+
+impl State {
+    pub(crate) fn advance(&mut self, to: Status) {
+        self.status = self.status.max(to);
+    }
+
+    /// Takes the pending changes as a delta, leaving none pending.
+    pub(crate) fn take_delta(&mut self) -> Delta {
+        let mut delta = Delta {
+            clear: std::mem::take(&mut self.cleared),
+            ..Delta::default()
+        };
+        for key in std::mem::take(&mut self.dirty) {
+            match self.data.get(&key) {
+                Some(v) => delta.set.push((key, v.clone())),
+                None => delta.remove.push(key),
+            }
+        }
+        delta
+    }
+
+    /// Puts back changes taken by [`take_delta`](Self::take_delta) when they
+    /// could not be written.
+    pub(crate) fn restore_delta(&mut self, delta: &Delta) {
+        self.cleared |= delta.clear;
+        self.dirty.extend(delta.remove.iter().cloned());
+        self.dirty.extend(delta.set.iter().map(|(k, _)| k.clone()));
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Session")
+            .field("id", &st.id)
+            .field("user_id", &st.user_id)
+            .field("status", &st.status)
+            .field("keys", &st.data.len())
+            .finish()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(manager: SessionManager, client: ClientInfo, state: State) -> Self {
+        Session {
+            inner: Arc::new(Inner {
+                manager,
+                client,
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section below leaves `State` consistent before any
+        // call that could panic, so a poisoned lock is still safe to use.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn client(&self) -> &ClientInfo {
+        &self.inner.client
+    }
+
+    /// The manager this session belongs to, for per-user operations such as
+    /// [`SessionManager::sessions_of`].
+    pub fn manager(&self) -> &SessionManager {
+        &self.inner.manager
+    }
+
+    /// The value at `key`, deserialized; `None` when absent.
+    ///
+    /// # Errors
+    /// [`Error::Deserialize`] when the stored value is not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let st = self.lock();
+        match st.data.get(key) {
+            None => Ok(None),
+            Some(v) => T::deserialize(v)
+                .map(Some)
+                .map_err(|source| Error::Deserialize {
+                    key: key.to_owned(),
+                    source,
+                }),
+        }
+    }
+
+    /// Stores `value` at `key`. Writing a value equal to the current one
+    /// changes nothing (and writes nothing).
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] when `value` cannot be turned into JSON;
+    /// [`Error::SessionEnded`] after [`logout`](Self::logout).
+    pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<()> {
+        let key = key.into();
+        let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
+            key: key.clone(),
+            source,
+        })?;
+        let mut st = self.lock();
+        if st.status == Status::Destroyed {
+            return Err(Error::SessionEnded);
+        }
+        if st.data.get(&key) == Some(&value) {
+            return Ok(());
+        }
+        st.data.insert(key.clone(), value);
+        st.dirty.insert(key);
+        st.advance(Status::Changed);
+        Ok(())
+    }
+
+    /// Removes `key`. Returns whether it was there.
+    pub fn remove(&self, key: &str) -> bool {
+        let mut st = self.lock();
+        if st.data.remove(key).is_none() {
+            return false;
+        }
+        st.dirty.insert(key.to_owned());
+        st.advance(Status::Changed);
+        true
+    }
+
+    /// Removes every key, including keys other requests add before this one
+    /// commits. Keeps the session and its login.
+    pub fn clear(&self) {
+        let mut st = self.lock();
+        st.data.clear();
+        st.dirty.clear();
+        st.cleared = true;
+        st.advance(Status::Changed);
+    }
+
+    /// The keys present.
+    pub fn keys(&self) -> Vec<String> {
+        self.lock().data.keys().cloned().collect()
+    }
+
+    /// The logged-in user, if any.
+    pub fn user_id(&self) -> Option<String> {
+        self.lock().user_id.clone()
+    }
+
+    /// The public id of the session (safe to show and log; never the token).
+    /// `None` while the session is not stored yet.
+    pub fn id(&self) -> Option<SessionId> {
+        let st = self.lock();
+        if st.status == Status::Destroyed {
+            return None;
+        }
+        st.id.clone()
+    }
+
+    /// How far the session has moved in this request.
+    pub fn status(&self) -> Status {
+        self.lock().status
+    }
+
+    /// Logs `user_id` in: issues a new token (session fixation defence),
+    /// carries the data over, binds the user and applies the single-login and
+    /// max-sessions policy, all in one atomic store step. The old token stops
+    /// working at once.
+    ///
+    /// # Errors
+    /// [`Error::TooManySessions`] under `MaxSessionsPolicy::RejectNew` (the
+    /// session is left as it was); [`Error::SessionEnded`] after logout;
+    /// store errors.
+    pub async fn login(&self, user_id: impl Into<String>) -> Result<()> {
+        self.manager().login_session(self, user_id.into()).await
+    }
+
+    /// Ends the session in the store at once. Requests still in flight with
+    /// it cannot write it back; the response clears the cookie.
+    ///
+    /// # Errors
+    /// Store errors (the session is then left as it was).
+    pub async fn logout(&self) -> Result<()> {
+        self.manager().logout_session(self).await
+    }
+
+    /// Issues a new token for the same session (do this on privilege
+    /// change). The old token stops working at once. Nothing happens for a
+    /// session that is not stored yet: it gets a fresh token when first
+    /// written anyway.
+    ///
+    /// # Errors
+    /// [`Error::SessionEnded`] when the session was ended meanwhile; store
+    /// errors.
+    pub async fn rotate(&self) -> Result<()> {
+        self.manager().rotate_session(self).await
+    }
+}

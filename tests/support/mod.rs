@@ -1,0 +1,73 @@
+//! Test harness shared by every integration suite: one set of scenarios runs
+//! against every store backend.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessionkit::clock::ManualClock;
+use sessionkit::{MemoryStore, SessionConfig, SessionManager, SessionStore};
+
+/// A store under test, with a way to move its clock.
+pub enum Backend {
+    /// In-memory store on a manual clock: time moves instantly.
+    Memory {
+        store: MemoryStore,
+        clock: ManualClock,
+    },
+}
+
+impl Backend {
+    /// A fresh in-memory backend (no background purge: tests purge explicitly).
+    pub async fn memory() -> Self {
+        let clock = ManualClock::starting_now();
+        let store = MemoryStore::builder()
+            .clock(clock.clone())
+            .purge_interval(None)
+            .build();
+        Backend::Memory { store, clock }
+    }
+
+    /// The store as the manager sees it.
+    pub fn store(&self) -> Arc<dyn SessionStore> {
+        match self {
+            Backend::Memory { store, .. } => Arc::new(store.clone()),
+        }
+    }
+
+    /// A manager over this backend's store.
+    pub fn manager(&self, config: SessionConfig) -> SessionManager {
+        SessionManager::from_arc(self.store(), config)
+    }
+
+    /// Moves the store's clock forward: instantly in memory, by sleeping
+    /// where the store's clock is real (Redis `TIME`).
+    pub async fn advance(&self, by: Duration) {
+        match self {
+            Backend::Memory { clock, .. } => clock.advance(by),
+        }
+    }
+
+    /// Short name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Memory { .. } => "memory",
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each scenario function
+/// `async fn name(backend: Backend)` defined in the calling file.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::memory().await).await
+                }
+            )*
+        }
+    };
+}
