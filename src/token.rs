@@ -39,7 +39,7 @@ pub struct Token(String);
 
 impl Token {
     /// A new random token in the given slot tag.
-    pub(crate) fn generate(tag: &Tag) -> Self {
+    pub fn generate(tag: &Tag) -> Self {
         let mut secret = [0u8; SECRET_BYTES];
         rand::rng().fill_bytes(&mut secret);
         let mut s = String::with_capacity(TOKEN_LEN);
@@ -102,7 +102,7 @@ pub struct Tag(String);
 
 impl Tag {
     /// A random tag, for anonymous sessions.
-    pub(crate) fn random() -> Self {
+    pub fn random() -> Self {
         let mut bytes = [0u8; TAG_BYTES];
         rand::rng().fill_bytes(&mut bytes);
         Tag(URL_SAFE_NO_PAD.encode(bytes))

@@ -1,0 +1,620 @@
+//! The conformance suite: the rules every `SessionStore` keeps, checked
+//! through the trait alone, on every backend (see `support::Backend`).
+//!
+//! Time moves only through `backend.advance`, which sleeps for stores on a
+//! real clock, so the durations here are seconds, not minutes.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sessionkit::store::{
+    ClientInfo, Data, Delta, Login, LoginOutcome, NewSession, Retire, RotateOutcome, SaveOutcome,
+    Timeouts,
+};
+use sessionkit::{MaxSessionsPolicy, SessionId, SessionStore, Tag, Token, UserLimit};
+use support::Backend;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        idle: 2 * SEC,
+        absolute: 5 * SEC,
+        touch_interval: Duration::from_millis(500),
+    }
+}
+
+fn client() -> ClientInfo {
+    ClientInfo {
+        user_agent: Some("conformance/1.0".into()),
+        ip: Some("192.0.2.7".parse().unwrap()),
+    }
+}
+
+fn data(pairs: &[(&str, Value)]) -> Data {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn anon_id() -> SessionId {
+    Token::generate(&Tag::random()).id()
+}
+
+fn user_id_for(user: &str) -> SessionId {
+    Token::generate(&Tag::for_user(user)).id()
+}
+
+async fn create(store: &dyn SessionStore, d: &Data) -> SessionId {
+    let id = anon_id();
+    let c = client();
+    store
+        .create(
+            &id,
+            NewSession {
+                data: d,
+                client: &c,
+            },
+            &timeouts(),
+        )
+        .await
+        .unwrap();
+    id
+}
+
+async fn login(
+    store: &dyn SessionStore,
+    old: Option<&SessionId>,
+    user: &str,
+    limit: UserLimit,
+) -> (SessionId, LoginOutcome) {
+    let new = user_id_for(user);
+    let c = client();
+    let d = data(&[("cart", json!([1, 2]))]);
+    let outcome = store
+        .login(
+            Login {
+                old,
+                new: &new,
+                user_id: user,
+                data: &d,
+                client: &c,
+                limit,
+                moved_grace: 10 * SEC,
+            },
+            &timeouts(),
+        )
+        .await
+        .unwrap();
+    (new, outcome)
+}
+
+async fn live(store: &dyn SessionStore, id: &SessionId) -> bool {
+    store.load(id, &timeouts()).await.unwrap().is_some()
+}
+
+fn set(k: &str, v: Value) -> Delta {
+    Delta {
+        set: vec![(k.to_owned(), v)],
+        ..Delta::default()
+    }
+}
+
+async fn create_then_load(b: Backend) {
+    let store = b.store();
+    let id = create(&*store, &data(&[("n", json!(1)), ("name", json!("ada"))])).await;
+    let l = store.load(&id, &timeouts()).await.unwrap().expect("live");
+    assert_eq!(l.id, id);
+    assert_eq!(l.data.get("n"), Some(&json!(1)));
+    assert_eq!(l.data.get("name"), Some(&json!("ada")));
+    assert_eq!(l.meta.user_id, None);
+    assert_eq!(l.meta.user_agent.as_deref(), Some("conformance/1.0"));
+    assert_eq!(l.meta.client_ip.as_deref(), Some("192.0.2.7"));
+    assert_eq!(
+        l.meta.absolute_deadline_ms - l.meta.created_ms,
+        5_000,
+        "absolute deadline is created + absolute timeout"
+    );
+    assert!(l.expires_at_ms > l.now_ms && l.expires_at_ms <= l.now_ms + 2_000);
+    assert!(store.load(&anon_id(), &timeouts()).await.unwrap().is_none());
+}
+
+async fn save_applies_delta_and_never_creates(b: Backend) {
+    let store = b.store();
+    let id = create(&*store, &data(&[("a", json!(1)), ("b", json!(2))])).await;
+    let v0 = store
+        .load(&id, &timeouts())
+        .await
+        .unwrap()
+        .unwrap()
+        .meta
+        .version;
+    let delta = Delta {
+        clear: false,
+        remove: vec!["a".into()],
+        set: vec![("c".into(), json!({"x": [1, "y"]}))],
+    };
+    let out = store.save(&id, &delta, &timeouts()).await.unwrap();
+    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(
+        l.data,
+        data(&[("b", json!(2)), ("c", json!({"x": [1, "y"]}))])
+    );
+    assert!(l.meta.version > v0, "a write bumps the version");
+
+    let clear = Delta {
+        clear: true,
+        set: vec![("d".into(), json!(4))],
+        ..Delta::default()
+    };
+    store.save(&id, &clear, &timeouts()).await.unwrap();
+    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(l.data, data(&[("d", json!(4))]), "clear runs before set");
+
+    let unknown = anon_id();
+    let out = store
+        .save(&unknown, &set("x", json!(1)), &timeouts())
+        .await
+        .unwrap();
+    assert_eq!(out, SaveOutcome::Gone);
+    assert!(!live(&*store, &unknown).await, "save never creates");
+}
+
+async fn concurrent_saves_of_different_keys_merge(b: Backend) {
+    let store = b.store();
+    let id = create(&*store, &data(&[("seed", json!(0))])).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let id = id.clone();
+            tokio::spawn(async move {
+                store
+                    .save(&id, &set(&format!("k{i}"), json!(i)), &timeouts())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), SaveOutcome::Saved(_)));
+    }
+    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    for i in 0..16 {
+        assert_eq!(l.data.get(&format!("k{i}")), Some(&json!(i)), "k{i} kept");
+    }
+    assert_eq!(l.data.len(), 17);
+}
+
+async fn idle_expiry_and_rate_limited_touch(b: Backend) {
+    let store = b.store();
+    let id = create(&*store, &data(&[("a", json!(1))])).await;
+    let first = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    assert!(
+        !first.touched,
+        "a read within the touch interval writes nothing"
+    );
+
+    b.advance(Duration::from_millis(1200)).await;
+    let second = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    assert!(second.touched, "a read after the touch interval refreshes");
+    assert!(second.expires_at_ms > first.expires_at_ms);
+    assert!(second.meta.last_seen_ms > first.meta.last_seen_ms);
+
+    // 1.2 s + 1.2 s since creation: past the first idle deadline, but the
+    // touch moved it.
+    b.advance(Duration::from_millis(1200)).await;
+    assert!(
+        live(&*store, &id).await,
+        "the touch extended the idle deadline"
+    );
+
+    b.advance(Duration::from_millis(2300)).await;
+    assert!(!live(&*store, &id).await, "idle timeout ends the session");
+    let out = store
+        .save(&id, &set("b", json!(2)), &timeouts())
+        .await
+        .unwrap();
+    assert_eq!(out, SaveOutcome::Gone, "an expired session is not written");
+}
+
+async fn absolute_deadline_is_never_extended(b: Backend) {
+    let store = b.store();
+    let id = create(&*store, &Data::new()).await;
+    let created = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    for i in 0..3 {
+        b.advance(Duration::from_millis(1500)).await;
+        let out = store
+            .save(&id, &set("i", json!(i)), &timeouts())
+            .await
+            .unwrap();
+        let SaveOutcome::Saved(w) = out else {
+            panic!("live at step {i}: {out:?}")
+        };
+        assert!(w.expires_at_ms <= created.meta.absolute_deadline_ms);
+    }
+    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(
+        l.meta.absolute_deadline_ms, created.meta.absolute_deadline_ms,
+        "activity never moves the absolute deadline"
+    );
+    b.advance(Duration::from_millis(1000)).await;
+    assert!(
+        !live(&*store, &id).await,
+        "gone after the absolute timeout however active"
+    );
+}
+
+async fn login_moves_data_indexes_user_and_retires_old(b: Backend) {
+    let store = b.store();
+    let old = create(&*store, &data(&[("theme", json!("dark"))])).await;
+    let (new, outcome) = login(&*store, Some(&old), "ada", UserLimit::Unlimited).await;
+    assert!(
+        matches!(&outcome, LoginOutcome::LoggedIn { evicted, .. } if evicted.is_empty()),
+        "{outcome:?}"
+    );
+    assert_eq!(new.tag(), Tag::for_user("ada").as_str());
+    let l = store.load(&new, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(l.meta.user_id.as_deref(), Some("ada"));
+    assert_eq!(l.data.get("cart"), Some(&json!([1, 2])));
+
+    assert!(!live(&*store, &old).await, "the old token stops working");
+    let out = store
+        .save(&old, &set("late", json!(1)), &timeouts())
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        SaveOutcome::Moved,
+        "an in-flight write with the old token is dropped, not turned into a cookie removal"
+    );
+    assert!(!live(&*store, &old).await, "and does not resurrect it");
+
+    let list = store.sessions_of("ada", &timeouts()).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, new);
+    assert_eq!(list[0].user_id, "ada");
+    assert_eq!(list[0].user_agent.as_deref(), Some("conformance/1.0"));
+    assert_eq!(list[0].client_ip.as_deref(), Some("192.0.2.7"));
+    assert!(list[0].expires > list[0].last_seen);
+    assert!(store
+        .sessions_of("grace", &timeouts())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn login_switching_user_leaves_the_old_users_index(b: Backend) {
+    let store = b.store();
+    let (as_ada, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
+    let (as_bob, _) = login(&*store, Some(&as_ada), "bob", UserLimit::Unlimited).await;
+    assert!(store
+        .sessions_of("ada", &timeouts())
+        .await
+        .unwrap()
+        .is_empty());
+    let bobs = store.sessions_of("bob", &timeouts()).await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].id, as_bob);
+}
+
+async fn single_login_evicts_every_other_session(b: Backend) {
+    let store = b.store();
+    let (a, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
+    let (bb, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
+    let (bob, _) = login(&*store, None, "bob", UserLimit::Unlimited).await;
+    let single = UserLimit::Max {
+        max: 1,
+        policy: MaxSessionsPolicy::EvictOldest,
+    };
+    let (c, outcome) = login(&*store, None, "ada", single).await;
+    let LoginOutcome::LoggedIn { mut evicted, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    evicted.sort();
+    let mut expected = vec![a.clone(), bb.clone()];
+    expected.sort();
+    assert_eq!(evicted, expected);
+    assert!(!live(&*store, &a).await && !live(&*store, &bb).await);
+    assert!(live(&*store, &c).await);
+    assert!(live(&*store, &bob).await, "other users are untouched");
+    assert_eq!(
+        store
+            .save(&a, &set("x", json!(1)), &timeouts())
+            .await
+            .unwrap(),
+        SaveOutcome::Gone,
+        "an evicted session cannot be written back"
+    );
+
+    // Logging in again from the surviving session does not count it.
+    let (d, outcome) = login(&*store, Some(&c), "ada", single).await;
+    assert!(
+        matches!(&outcome, LoginOutcome::LoggedIn { evicted, .. } if evicted.is_empty()),
+        "{outcome:?}"
+    );
+    let list = store.sessions_of("ada", &timeouts()).await.unwrap();
+    assert_eq!(list.iter().map(|s| &s.id).collect::<Vec<_>>(), vec![&d]);
+}
+
+async fn max_sessions_evicts_least_recently_used(b: Backend) {
+    let store = b.store();
+    let limit = UserLimit::Max {
+        max: 2,
+        policy: MaxSessionsPolicy::EvictOldest,
+    };
+    let (first, _) = login(&*store, None, "ada", limit).await;
+    b.advance(Duration::from_millis(600)).await;
+    let (second, _) = login(&*store, None, "ada", limit).await;
+    b.advance(Duration::from_millis(600)).await;
+    // Using the first session makes the second the least recently used.
+    assert!(
+        store
+            .load(&first, &timeouts())
+            .await
+            .unwrap()
+            .unwrap()
+            .touched
+    );
+    b.advance(Duration::from_millis(100)).await;
+    let (third, outcome) = login(&*store, None, "ada", limit).await;
+    assert!(
+        matches!(&outcome, LoginOutcome::LoggedIn { evicted, .. } if evicted == &vec![second.clone()]),
+        "{outcome:?}"
+    );
+    assert!(live(&*store, &first).await && live(&*store, &third).await);
+    assert!(!live(&*store, &second).await);
+}
+
+async fn reject_new_changes_nothing(b: Backend) {
+    let store = b.store();
+    let limit = UserLimit::Max {
+        max: 2,
+        policy: MaxSessionsPolicy::RejectNew,
+    };
+    let (a, _) = login(&*store, None, "ada", limit).await;
+    let (bb, _) = login(&*store, None, "ada", limit).await;
+    let anon = create(&*store, &data(&[("keep", json!(true))])).await;
+    let (c, outcome) = login(&*store, Some(&anon), "ada", limit).await;
+    assert_eq!(outcome, LoginOutcome::Rejected { max: 2 });
+    assert!(!live(&*store, &c).await, "no new session");
+    assert!(live(&*store, &a).await && live(&*store, &bb).await);
+    let l = store.load(&anon, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(
+        l.data.get("keep"),
+        Some(&json!(true)),
+        "the anonymous session is intact"
+    );
+    assert_eq!(
+        store.sessions_of("ada", &timeouts()).await.unwrap().len(),
+        2
+    );
+
+    store.revoke(&a).await.unwrap();
+    let (_, outcome) = login(&*store, Some(&anon), "ada", limit).await;
+    assert!(
+        matches!(outcome, LoginOutcome::LoggedIn { .. }),
+        "room again"
+    );
+}
+
+async fn concurrent_single_logins_leave_exactly_one(b: Backend) {
+    let store = b.store();
+    let single = UserLimit::Max {
+        max: 1,
+        policy: MaxSessionsPolicy::EvictOldest,
+    };
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { login(&*store, None, "ada", single).await.0 })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    let mut alive = 0;
+    for id in &ids {
+        alive += usize::from(live(&*store, id).await);
+    }
+    assert_eq!(alive, 1, "exactly one live token");
+    assert_eq!(
+        store.sessions_of("ada", &timeouts()).await.unwrap().len(),
+        1
+    );
+}
+
+async fn concurrent_logins_respect_max_sessions(b: Backend) {
+    let store = b.store();
+    let limit = UserLimit::Max {
+        max: 5,
+        policy: MaxSessionsPolicy::EvictOldest,
+    };
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { login(&*store, None, "ada", limit).await.0 })
+        })
+        .collect();
+    let mut alive = 0;
+    for t in tasks {
+        let id = t.await.unwrap();
+        alive += usize::from(live(&*store, &id).await);
+    }
+    assert_eq!(alive, 5);
+    assert_eq!(
+        store.sessions_of("ada", &timeouts()).await.unwrap().len(),
+        5
+    );
+}
+
+async fn rotation_alias_keeps_old_token_working_for_the_grace(b: Backend) {
+    let store = b.store();
+    let (old, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
+    let new = Token::generate(&Tag::for_user("ada")).id();
+    let out = store
+        .rotate(
+            &old,
+            &new,
+            Retire::Alias(Duration::from_millis(1500)),
+            &timeouts(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+
+    let via_old = store.load(&old, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(via_old.id, new, "the old id leads to the new session");
+    assert_eq!(via_old.meta.user_id.as_deref(), Some("ada"));
+    let out = store
+        .save(&old, &set("via", json!("old")), &timeouts())
+        .await
+        .unwrap();
+    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+    let l = store.load(&new, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(
+        l.data.get("via"),
+        Some(&json!("old")),
+        "written to the new session"
+    );
+    assert_eq!(l.data.get("cart"), Some(&json!([1, 2])));
+
+    let list = store.sessions_of("ada", &timeouts()).await.unwrap();
+    assert_eq!(list.iter().map(|s| &s.id).collect::<Vec<_>>(), vec![&new]);
+
+    b.advance(Duration::from_millis(1700)).await;
+    assert!(!live(&*store, &old).await, "the alias ends with the grace");
+    assert!(live(&*store, &new).await);
+}
+
+async fn explicit_rotation_stops_the_old_token_at_once(b: Backend) {
+    let store = b.store();
+    let (old, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
+    let before = store.load(&old, &timeouts()).await.unwrap().unwrap();
+    let new = Token::generate(&Tag::for_user("ada")).id();
+    store
+        .rotate(&old, &new, Retire::Moved(10 * SEC), &timeouts())
+        .await
+        .unwrap();
+    assert!(!live(&*store, &old).await);
+    assert_eq!(
+        store
+            .save(&old, &set("x", json!(1)), &timeouts())
+            .await
+            .unwrap(),
+        SaveOutcome::Moved
+    );
+    let after = store.load(&new, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(after.meta.created_ms, before.meta.created_ms);
+    assert_eq!(
+        after.meta.absolute_deadline_ms, before.meta.absolute_deadline_ms,
+        "rotation keeps the lifetime"
+    );
+    assert!(after.meta.token_issued_ms >= before.meta.token_issued_ms);
+
+    let gone = anon_id();
+    let out = store
+        .rotate(&gone, &anon_id(), Retire::Moved(SEC), &timeouts())
+        .await
+        .unwrap();
+    assert_eq!(out, RotateOutcome::Gone);
+}
+
+async fn revocation_is_final(b: Backend) {
+    let store = b.store();
+    let (a, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
+    let (bb, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
+    let (c, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
+    let (bob, _) = login(&*store, None, "bob", UserLimit::Unlimited).await;
+
+    assert!(store.revoke(&a).await.unwrap());
+    assert!(
+        !store.revoke(&a).await.unwrap(),
+        "second revoke finds nothing"
+    );
+    assert_eq!(
+        store
+            .save(&a, &set("x", json!(1)), &timeouts())
+            .await
+            .unwrap(),
+        SaveOutcome::Gone
+    );
+    assert!(!live(&*store, &a).await);
+
+    assert_eq!(store.revoke_user("ada", Some(&c)).await.unwrap(), 1);
+    assert!(!live(&*store, &bb).await && live(&*store, &c).await);
+    assert_eq!(store.revoke_user("ada", None).await.unwrap(), 1);
+    assert!(!live(&*store, &c).await);
+    assert!(store
+        .sessions_of("ada", &timeouts())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(live(&*store, &bob).await, "other users are untouched");
+    assert_eq!(store.revoke_user("nobody", None).await.unwrap(), 0);
+}
+
+async fn listing_drops_expired_and_orders_by_use(b: Backend) {
+    let store = b.store();
+    let (a, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
+    b.advance(Duration::from_millis(600)).await;
+    let (bb, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
+    let list = store.sessions_of("ada", &timeouts()).await.unwrap();
+    assert_eq!(
+        list.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        vec![&bb, &a],
+        "most recently used first"
+    );
+    b.advance(Duration::from_millis(1500)).await;
+    // `a` is now 2.1 s idle, `bb` 1.5 s.
+    let list = store.sessions_of("ada", &timeouts()).await.unwrap();
+    assert_eq!(list.iter().map(|s| &s.id).collect::<Vec<_>>(), vec![&bb]);
+}
+
+async fn data_round_trips_every_json_shape(b: Backend) {
+    let store = b.store();
+    let shapes: HashMap<String, Value> = [
+        ("null", json!(null)),
+        ("bool", json!(false)),
+        ("int", json!(-42)),
+        ("big", json!(u64::MAX)),
+        ("float", json!(1.5)),
+        ("text", json!("héllo \"quoted\" \u{1F600}")),
+        ("list", json!([1, [2, [3]]])),
+        ("map", json!({"a": {"b": null}})),
+        ("empty", json!("")),
+        ("key with spaces and : { }", json!(1)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let id = create(&*store, &shapes).await;
+    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(l.data, shapes);
+}
+
+backend_tests!(
+    create_then_load,
+    save_applies_delta_and_never_creates,
+    concurrent_saves_of_different_keys_merge,
+    idle_expiry_and_rate_limited_touch,
+    absolute_deadline_is_never_extended,
+    login_moves_data_indexes_user_and_retires_old,
+    login_switching_user_leaves_the_old_users_index,
+    single_login_evicts_every_other_session,
+    max_sessions_evicts_least_recently_used,
+    reject_new_changes_nothing,
+    concurrent_single_logins_leave_exactly_one,
+    concurrent_logins_respect_max_sessions,
+    rotation_alias_keeps_old_token_working_for_the_grace,
+    explicit_rotation_stops_the_old_token_at_once,
+    revocation_is_final,
+    listing_drops_expired_and_orders_by_use,
+    data_round_trips_every_json_shape,
+);
