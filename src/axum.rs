@@ -144,12 +144,6 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "session error");
         }
-        // Store internals stay in the log; the client learns what kind of
-        // failure it was. Misuse messages are for the developer and shown.
-        let body = match &self {
-            Error::Store(_) | Error::StoreTimeout(_) => "session store unavailable".to_owned(),
-            other => other.to_string(),
-        };
-        (status, body).into_response()
+        (status, self.client_message()).into_response()
     }
 }

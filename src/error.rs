@@ -86,5 +86,16 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The body sent to the client: store internals stay in the log, misuse
+    /// messages (meant for the developer) are shown.
+    pub fn client_message(&self) -> String {
+        match self {
+            Error::Store(_) | Error::StoreTimeout(_) => "session store unavailable".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

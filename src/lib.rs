@@ -69,6 +69,8 @@ mod session;
 pub mod store;
 mod token;
 
+#[cfg(feature = "actix")]
+pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
 

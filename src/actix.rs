@@ -1,0 +1,158 @@
+//! actix-web integration: [`SessionMiddleware`] (an actix `Transform`) and
+//! the [`Session`] extractor. The handle is the same `Send + Sync`
+//! [`Session`] as in axum.
+//!
+//! ```
+//! use actix_web::{web, App};
+//! use sessionkit::{actix::SessionMiddleware, MemoryStore, Session, SessionConfig, SessionManager};
+//!
+//! async fn index(session: Session) -> Result<String, sessionkit::Error> {
+//!     let n: u64 = session.get("n")?.unwrap_or(0) + 1;
+//!     session.insert("n", n)?;
+//!     Ok(format!("visit {n}"))
+//! }
+//!
+//! # #[actix_web::main] async fn main() {
+//! let manager = SessionManager::new(MemoryStore::new(), SessionConfig::default());
+//! let app = App::new()
+//!     .wrap(SessionMiddleware::new(manager.clone()))
+//!     .route("/", web::get().to(index));
+//! # let app = actix_web::test::init_service(app).await;
+//! # let res = actix_web::test::call_service(&app, actix_web::test::TestRequest::get().uri("/").to_request()).await;
+//! # assert!(res.headers().contains_key("set-cookie"));
+//! # }
+//! ```
+
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderName, HeaderValue, COOKIE, USER_AGENT};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+
+use crate::{CookieAction, Error, Session, SessionManager};
+
+/// Adds sessions to every request of the wrapped actix-web service.
+#[derive(Clone, Debug)]
+pub struct SessionMiddleware {
+    manager: SessionManager,
+}
+
+impl SessionMiddleware {
+    /// A middleware that loads and commits sessions through `manager`.
+    pub fn new(manager: SessionManager) -> Self {
+        SessionMiddleware { manager }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = SessionService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SessionService {
+            service: Rc::new(service),
+            manager: self.manager.clone(),
+        }))
+    }
+}
+
+/// The service [`SessionMiddleware`] builds.
+#[derive(Debug)]
+pub struct SessionService<S> {
+    service: Rc<S>,
+    manager: SessionManager,
+}
+
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+impl<S, B> Service<ServiceRequest> for SessionService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let manager = self.manager.clone();
+        Box::pin(async move {
+            let headers = req.headers();
+            let ip = req.peer_addr().map(|a| a.ip());
+            let client =
+                manager.client_info(headers.get(USER_AGENT).map(HeaderValue::as_bytes), ip);
+            let cookies = headers.get_all(COOKIE).map(HeaderValue::as_bytes);
+            let session = match manager.load_from_cookies(cookies, client).await {
+                Ok(session) => session,
+                Err(e) => return Ok(req.error_response(e).map_into_right_body()),
+            };
+            req.extensions_mut().insert(session.clone());
+            let mut res = service.call(req).await?;
+            match manager.commit(&session).await {
+                Ok(action) => apply(&action, &mut res),
+                Err(e) => return Ok(res.error_response(e).map_into_right_body()),
+            }
+            Ok(res.map_into_left_body())
+        })
+    }
+}
+
+fn apply<B>(action: &CookieAction, res: &mut ServiceResponse<B>) {
+    for (name, value) in action.headers() {
+        let Ok(value) = HeaderValue::from_str(&value) else {
+            tracing::error!(
+                header = name,
+                "session header value is not valid; check the cookie path and domain settings"
+            );
+            continue;
+        };
+        let name = HeaderName::from_static(name);
+        if name == actix_web::http::header::SET_COOKIE {
+            res.headers_mut().append(name, value);
+        } else {
+            res.headers_mut().insert(name, value);
+        }
+    }
+}
+
+impl FromRequest for Session {
+    type Error = Error;
+    type Future = Ready<Result<Session, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<Session>()
+                .cloned()
+                .ok_or(Error::MissingLayer),
+        )
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        // actix-web 4 re-exports `http` 0.2; convert through the number.
+        actix_web::http::StatusCode::from_u16(self.status().as_u16())
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, "session error");
+        }
+        HttpResponse::build(self.status_code()).body(self.client_message())
+    }
+}
