@@ -29,10 +29,10 @@ use std::rc::Rc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{HeaderName, HeaderValue, COOKIE, USER_AGENT};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
-use crate::{CookieAction, Error, Session, SessionManager};
+use crate::{Error, HeaderSource, ResponseHeaders, Session, SessionManager};
 
 /// Adds sessions to every request of the wrapped actix-web service.
 #[derive(Clone, Debug)]
@@ -90,19 +90,15 @@ where
         let service = Rc::clone(&self.service);
         let manager = self.manager.clone();
         Box::pin(async move {
-            let headers = req.headers();
             let ip = req.peer_addr().map(|a| a.ip());
-            let client =
-                manager.client_info(headers.get(USER_AGENT).map(HeaderValue::as_bytes), ip);
-            let cookies = headers.get_all(COOKIE).map(HeaderValue::as_bytes);
-            let session = match manager.load_from_cookies(cookies, client).await {
+            let session = match manager.load_request(&ActixHeaders(req.headers()), ip).await {
                 Ok(session) => session,
                 Err(e) => return Ok(req.error_response(e).map_into_right_body()),
             };
             req.extensions_mut().insert(session.clone());
             let mut res = service.call(req).await?;
             match manager.commit(&session).await {
-                Ok(action) => apply(&action, &mut res),
+                Ok(headers) => apply(&headers, res.headers_mut()),
                 Err(e) => return Ok(res.error_response(e).map_into_right_body()),
             }
             Ok(res.map_into_left_body())
@@ -110,20 +106,26 @@ where
     }
 }
 
-fn apply<B>(action: &CookieAction, res: &mut ServiceResponse<B>) {
-    for (name, value) in action.headers() {
-        let Ok(value) = HeaderValue::from_str(&value) else {
-            tracing::error!(
-                header = name,
-                "session header value is not valid; check the cookie path and domain settings"
-            );
+/// actix-web 4 has its own header map type (on `http` 0.2).
+struct ActixHeaders<'a>(&'a HeaderMap);
+
+impl HeaderSource for ActixHeaders<'_> {
+    fn header_values(&self, name: &str) -> Vec<&[u8]> {
+        self.0.get_all(name).map(HeaderValue::as_bytes).collect()
+    }
+}
+
+fn apply(headers: &ResponseHeaders, out: &mut HeaderMap) {
+    for (name, value, append) in headers.iter() {
+        let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value))
+        else {
+            tracing::error!(header = name, "invalid session header; check the cookie and header settings");
             continue;
         };
-        let name = HeaderName::from_static(name);
-        if name == actix_web::http::header::SET_COOKIE {
-            res.headers_mut().append(name, value);
+        if append {
+            out.append(name, value);
         } else {
-            res.headers_mut().insert(name, value);
+            out.insert(name, value);
         }
     }
 }

@@ -22,13 +22,12 @@ use std::task::{Context, Poll};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::response::{IntoResponse, Response};
-use http::header::{COOKIE, USER_AGENT};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{CookieAction, Error, Session, SessionManager};
+use crate::{Error, ResponseHeaders, Session, SessionManager};
 
 /// Adds sessions to every request of the wrapped service.
 #[derive(Clone, Debug)]
@@ -85,22 +84,18 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let manager = self.manager.clone();
         Box::pin(async move {
-            let headers = req.headers();
             let ip = req
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|ConnectInfo(addr)| addr.ip());
-            let client =
-                manager.client_info(headers.get(USER_AGENT).map(HeaderValue::as_bytes), ip);
-            let cookies = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
-            let session = match manager.load_from_cookies(cookies, client).await {
+            let session = match manager.load_request(req.headers(), ip).await {
                 Ok(session) => session,
                 Err(e) => return Ok(e.into_response()),
             };
             req.extensions_mut().insert(session.clone());
             let mut res = inner.call(req).await?;
             match manager.commit(&session).await {
-                Ok(action) => apply(&action, &mut res),
+                Ok(headers) => apply(&headers, res.headers_mut()),
                 Err(e) => return Ok(e.into_response()),
             }
             Ok(res)
@@ -108,20 +103,17 @@ where
     }
 }
 
-fn apply(action: &CookieAction, res: &mut Response) {
-    for (name, value) in action.headers() {
-        let Ok(value) = HeaderValue::from_str(&value) else {
-            tracing::error!(
-                header = name,
-                "session header value is not valid; check the cookie path and domain settings"
-            );
+fn apply(headers: &ResponseHeaders, out: &mut http::HeaderMap) {
+    for (name, value, append) in headers.iter() {
+        let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value))
+        else {
+            tracing::error!(header = name, "invalid session header; check the cookie and header settings");
             continue;
         };
-        let name = HeaderName::from_static(name);
-        if name == http::header::SET_COOKIE {
-            res.headers_mut().append(name, value);
+        if append {
+            out.append(name, value);
         } else {
-            res.headers_mut().insert(name, value);
+            out.insert(name, value);
         }
     }
 }

@@ -29,6 +29,96 @@ pub enum UserLimit {
     },
 }
 
+/// Where the session token travels between client and server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TokenTransport {
+    /// A cookie (the default): for browsers.
+    #[default]
+    Cookie,
+    /// A request header, for API clients and mobile apps. A token issued in
+    /// the request (first write, login, rotation) is returned in a response
+    /// header, and [`Session::token`](crate::Session::token) shows it to the
+    /// handler (for a JSON login response). No cookie is sent.
+    Header(HeaderTransport),
+    /// The cookie first, then the header; new tokens are sent both ways.
+    CookieThenHeader(HeaderTransport),
+}
+
+impl TokenTransport {
+    pub(crate) fn cookie(&self) -> bool {
+        !matches!(self, TokenTransport::Header(_))
+    }
+
+    pub(crate) fn header(&self) -> Option<&HeaderTransport> {
+        match self {
+            TokenTransport::Cookie => None,
+            TokenTransport::Header(h) | TokenTransport::CookieThenHeader(h) => Some(h),
+        }
+    }
+}
+
+/// The header names and scheme of a header token transport. Default:
+/// `Authorization: Bearer <token>` in, `x-session-token: <token>` out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderTransport {
+    pub(crate) request_header: String,
+    pub(crate) scheme: Option<String>,
+    pub(crate) response_header: String,
+}
+
+impl Default for HeaderTransport {
+    fn default() -> Self {
+        HeaderTransport {
+            request_header: "authorization".to_owned(),
+            scheme: Some("Bearer".to_owned()),
+            response_header: "x-session-token".to_owned(),
+        }
+    }
+}
+
+impl HeaderTransport {
+    /// `Authorization: Bearer <token>` in, `x-session-token` out.
+    pub fn bearer() -> Self {
+        Self::default()
+    }
+
+    /// The request header that carries the token, and the scheme word before
+    /// it (`Some("Bearer")`), or `None` for a bare token (e.g. `x-api-session: <token>`).
+    pub fn request_header(mut self, name: &str, scheme: Option<&str>) -> Self {
+        self.request_header = name.to_ascii_lowercase();
+        self.scheme = scheme.map(str::to_owned);
+        self
+    }
+
+    /// The response header a newly issued token is sent in.
+    pub fn response_header(mut self, name: &str) -> Self {
+        self.response_header = name.to_ascii_lowercase();
+        self
+    }
+
+    /// The request header name (lowercase).
+    pub fn get_request_header(&self) -> &str {
+        &self.request_header
+    }
+
+    /// The response header name (lowercase).
+    pub fn get_response_header(&self) -> &str {
+        &self.response_header
+    }
+
+    /// The token text inside a request header value, if it has the scheme.
+    pub(crate) fn strip_scheme<'a>(&self, value: &'a str) -> Option<&'a str> {
+        let value = value.trim();
+        match &self.scheme {
+            None => Some(value),
+            Some(scheme) => {
+                let (word, rest) = value.split_once(' ')?;
+                word.eq_ignore_ascii_case(scheme).then(|| rest.trim_start())
+            }
+        }
+    }
+}
+
 /// Session settings. Build with [`SessionConfig::default`] and the chained
 /// setters; every default is listed on its setter and in the README.
 ///
@@ -58,6 +148,7 @@ pub struct SessionConfig {
     pub(crate) rotation_grace: Duration,
     pub(crate) user_limit: UserLimit,
     pub(crate) store_timeout: Duration,
+    pub(crate) transport: TokenTransport,
 }
 
 impl Default for SessionConfig {
@@ -77,6 +168,7 @@ impl Default for SessionConfig {
             rotation_grace: Duration::from_secs(30),
             user_limit: UserLimit::Unlimited,
             store_timeout: Duration::from_secs(2),
+            transport: TokenTransport::Cookie,
         }
     }
 }
@@ -136,7 +228,9 @@ impl SessionConfig {
     }
 
     /// A session expires this long after it was created, however active it
-    /// is. Never extended, not even by login or rotation. Default 12 h.
+    /// is. Never extended by activity or rotation. Login starts a new
+    /// authenticated session and so a new lifetime (OWASP counts the absolute
+    /// timeout from authentication). Default 12 h.
     pub fn absolute_timeout(mut self, d: Duration) -> Self {
         self.absolute_timeout = d;
         self
@@ -200,6 +294,17 @@ impl SessionConfig {
     pub fn store_timeout(mut self, d: Duration) -> Self {
         self.store_timeout = d;
         self
+    }
+
+    /// Where the token travels: cookie (default), header, or both.
+    pub fn token_transport(mut self, transport: TokenTransport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// The token transport in use.
+    pub fn get_token_transport(&self) -> &TokenTransport {
+        &self.transport
     }
 
     /// The cookie name in use.

@@ -1,6 +1,4 @@
-//! Reading the token from `Cookie` headers and deciding what `Set-Cookie` to
-//! send. Adapters pass raw header bytes in and copy [`CookieAction::headers`]
-//! out, so every framework behaves the same.
+//! Reading the token from `Cookie` headers and building `Set-Cookie` values.
 
 use cookie::{Cookie, CookieBuilder};
 
@@ -13,7 +11,7 @@ pub const MAX_COOKIE_HEADER_LEN: usize = 16 * 1024;
 
 /// What the response must do with the session cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CookieAction {
+pub(crate) enum CookieAction {
     /// Leave the client's cookie as it is.
     None,
     /// Send this `Set-Cookie` value (a new token, or a refreshed `Max-Age`).
@@ -22,21 +20,6 @@ pub enum CookieAction {
     /// same `Path`, `Domain`, `Secure`, `HttpOnly` and `SameSite` as the
     /// session cookie, without which browsers ignore it.
     Remove(String),
-}
-
-impl CookieAction {
-    /// The response headers to add (`Set-Cookie` and `Cache-Control:
-    /// no-store`, so no cache keeps a response carrying a token), as
-    /// lowercase name and value.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        match self {
-            CookieAction::None => Vec::new(),
-            CookieAction::Set(v) | CookieAction::Remove(v) => vec![
-                ("set-cookie", v.clone()),
-                ("cache-control", "no-store".to_owned()),
-            ],
-        }
-    }
 }
 
 /// Finds the session token among a request's `Cookie` header values.

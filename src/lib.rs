@@ -64,6 +64,7 @@ pub mod clock;
 mod config;
 mod cookies;
 mod error;
+mod headers;
 mod manager;
 mod session;
 pub mod store;
@@ -74,8 +75,11 @@ pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
 
-pub use config::{MaxSessionsPolicy, SameSite, SessionConfig, UserLimit};
-pub use cookies::{CookieAction, MAX_COOKIE_HEADER_LEN};
+pub use config::{
+    HeaderTransport, MaxSessionsPolicy, SameSite, SessionConfig, TokenTransport, UserLimit,
+};
+pub use cookies::MAX_COOKIE_HEADER_LEN;
+pub use headers::{HeaderSource, ResponseHeaders};
 pub use error::{BoxError, Error, Result};
 pub use manager::SessionManager;
 pub use session::{Session, Status};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::clock::duration_ms;
 use crate::cookies::{self, CookieAction};
+use crate::headers::{self, HeaderSource, ResponseHeaders};
 use crate::session::{State, Status};
 use crate::store::{
     ClientInfo, Login, LoginOutcome, NewSession, Retire, RotateOutcome, SaveOutcome, SessionInfo,
@@ -14,9 +15,6 @@ use crate::store::{
 };
 use crate::token::{Tag, Token};
 use crate::{Error, Result, Session, SessionConfig, SessionId};
-
-/// The most of a `User-Agent` header kept with a session.
-const MAX_USER_AGENT_LEN: usize = 256;
 
 /// Loads and commits sessions and runs per-user operations. Built once from
 /// a store and a [`SessionConfig`]; `Clone` (cheap), `Send + Sync`, and free
@@ -80,38 +78,24 @@ impl SessionManager {
             .map_err(|_| Error::StoreTimeout(limit))?
     }
 
-    /// Builds [`ClientInfo`] from a raw `User-Agent` header and a peer address.
-    pub fn client_info(&self, user_agent: Option<&[u8]>, ip: Option<IpAddr>) -> ClientInfo {
-        let user_agent = user_agent.map(|ua| {
-            let mut s = String::from_utf8_lossy(ua).into_owned();
-            if s.len() > MAX_USER_AGENT_LEN {
-                let mut cut = MAX_USER_AGENT_LEN;
-                while !s.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                s.truncate(cut);
-            }
-            s
-        });
-        ClientInfo { user_agent, ip }
-    }
-
-    /// Loads the session for a request from its raw `Cookie` header values.
-    /// A missing, malformed, tampered, expired or unknown token gives a fresh
+    /// Loads the session for a request: finds the token (cookie or header,
+    /// as configured) and records the client's user agent and address. A
+    /// missing, malformed, tampered, expired or unknown token gives a fresh
     /// anonymous session (nothing is stored until something is inserted).
     ///
     /// # Errors
     /// Only store failures and timeouts; bad input never errors.
-    pub async fn load_from_cookies<'a>(
+    pub async fn load_request(
         &self,
-        cookie_headers: impl IntoIterator<Item = &'a [u8]>,
-        client: ClientInfo,
+        headers: &(impl HeaderSource + ?Sized),
+        ip: Option<IpAddr>,
     ) -> Result<Session> {
-        let token = cookies::token_from_cookie_headers(&self.inner.config, cookie_headers);
+        let token = headers::token_of(&self.inner.config, headers);
+        let client = headers::client_of(headers, ip);
         self.load(token, client).await
     }
 
-    /// Loads the session a token names (see [`load_from_cookies`](Self::load_from_cookies)).
+    /// Loads the session a token names (see [`load_request`](Self::load_request)).
     ///
     /// # Errors
     /// Only store failures and timeouts.
@@ -143,7 +127,8 @@ impl SessionManager {
         Ok(Session::new(self.clone(), client, st))
     }
 
-    /// Writes what the handler changed and says what to do with the cookie.
+    /// Writes what the handler changed and returns the headers to add to the
+    /// response (cookie, token header, `Cache-Control`).
     ///
     /// Nothing is written for an unchanged session; a changed one writes only
     /// the changed keys. A session ended meanwhile (logout or revoke in
@@ -153,7 +138,32 @@ impl SessionManager {
     /// # Errors
     /// Store failures and timeouts; the pending changes are kept in the
     /// session, so a retry can commit them.
-    pub async fn commit(&self, session: &Session) -> Result<CookieAction> {
+    pub async fn commit(&self, session: &Session) -> Result<ResponseHeaders> {
+        let cookie = self.commit_session(session).await?;
+        Ok(self.response_headers(&cookie, &session.lock()))
+    }
+
+    /// The response headers for a committed session.
+    fn response_headers(&self, cookie: &CookieAction, st: &State) -> ResponseHeaders {
+        let transport = &self.inner.config.transport;
+        let mut out = ResponseHeaders::default();
+        if transport.cookie() {
+            if let CookieAction::Set(v) | CookieAction::Remove(v) = cookie {
+                out.push("set-cookie", v.clone());
+            }
+        }
+        if let (Some(header), Some(token), true) = (transport.header(), &st.token, st.send_token) {
+            if st.status != Status::Destroyed {
+                out.push(&header.response_header, token.as_str().to_owned());
+            }
+        }
+        if !out.is_empty() {
+            out.push("cache-control", "no-store".to_owned());
+        }
+        out
+    }
+
+    async fn commit_session(&self, session: &Session) -> Result<CookieAction> {
         let config = &self.inner.config;
         let timeouts = &self.inner.timeouts;
         let (id, token, delta, rotation_due) = {

@@ -226,6 +226,18 @@ impl Session {
         st.id.clone()
     }
 
+    /// The token issued in this request by [`login`](Self::login) or
+    /// [`rotate`](Self::rotate), for a handler that returns it in a JSON body
+    /// (API clients using the header transport). `None` otherwise: a token
+    /// the client already holds is never handed to handlers.
+    pub fn token(&self) -> Option<String> {
+        let st = self.lock();
+        if !st.send_token || st.status == Status::Destroyed {
+            return None;
+        }
+        st.token.as_ref().map(|t| t.as_str().to_owned())
+    }
+
     /// How far the session has moved in this request.
     pub fn status(&self) -> Status {
         self.lock().status

@@ -442,10 +442,13 @@ async fn concurrent_logins_respect_max_sessions(b: Backend) {
             tokio::spawn(async move { login(&*store, None, "ada", limit).await.0 })
         })
         .collect();
-    let mut alive = 0;
+    let mut ids = Vec::new();
     for t in tasks {
-        let id = t.await.unwrap();
-        alive += usize::from(live(&*store, &id).await);
+        ids.push(t.await.unwrap());
+    }
+    let mut alive = 0;
+    for id in &ids {
+        alive += usize::from(live(&*store, id).await);
     }
     assert_eq!(alive, 5);
     assert_eq!(
