@@ -107,7 +107,10 @@ fn apply(headers: &ResponseHeaders, out: &mut http::HeaderMap) {
     for (name, value, append) in headers.iter() {
         let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value))
         else {
-            tracing::error!(header = name, "invalid session header; check the cookie and header settings");
+            tracing::error!(
+                header = name,
+                "invalid session header; check the cookie and header settings"
+            );
             continue;
         };
         if append {

@@ -60,10 +60,14 @@ impl ResponseHeaders {
 
 /// The token a request carries, by the configured transport (cookie first).
 /// Malformed input of any kind is no token, never an error.
-pub(crate) fn token_of(config: &SessionConfig, headers: &(impl HeaderSource + ?Sized)) -> Option<Token> {
+pub(crate) fn token_of(
+    config: &SessionConfig,
+    headers: &(impl HeaderSource + ?Sized),
+) -> Option<Token> {
     let transport = &config.transport;
     if transport.cookie() {
-        let from_cookie = cookies::token_from_cookie_headers(config, headers.header_values("cookie"));
+        let from_cookie =
+            cookies::token_from_cookie_headers(config, headers.header_values("cookie"));
         if from_cookie.is_some() {
             return from_cookie;
         }
