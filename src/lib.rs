@@ -74,13 +74,15 @@ mod token;
 pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "redis")]
+pub use store::redis;
 
 pub use config::{
     HeaderTransport, MaxSessionsPolicy, SameSite, SessionConfig, TokenTransport, UserLimit,
 };
 pub use cookies::MAX_COOKIE_HEADER_LEN;
-pub use headers::{HeaderSource, ResponseHeaders};
 pub use error::{BoxError, Error, Result};
+pub use headers::{HeaderSource, ResponseHeaders};
 pub use manager::SessionManager;
 pub use session::{Session, Status};
 #[cfg(feature = "memory")]

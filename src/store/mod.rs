@@ -29,6 +29,8 @@ use crate::{Result, SessionId};
 
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// A session's data: one JSON value per key.
 pub type Data = HashMap<String, Value>;

@@ -8,12 +8,26 @@ use std::time::Duration;
 use sessionkit::clock::ManualClock;
 use sessionkit::{MemoryStore, SessionConfig, SessionManager, SessionStore};
 
+#[cfg(feature = "redis")]
+pub mod redis_server;
+#[cfg(feature = "redis")]
+pub use redis_server::RedisServer;
+#[cfg(feature = "redis")]
+use sessionkit::redis::RedisStore;
+
 /// A store under test, with a way to move its clock.
 pub enum Backend {
     /// In-memory store on a manual clock: time moves instantly.
     Memory {
         store: MemoryStore,
         clock: ManualClock,
+    },
+    /// Redis store on a `redis-server` of this test's own: its clock is
+    /// real, so time moves by sleeping.
+    #[cfg(feature = "redis")]
+    Redis {
+        server: RedisServer,
+        store: RedisStore,
     },
 }
 
@@ -28,10 +42,25 @@ impl Backend {
         Backend::Memory { store, clock }
     }
 
+    /// A fresh Redis backend: starts a `redis-server` on a free port (fails
+    /// with install instructions if there is none).
+    #[cfg(feature = "redis")]
+    pub async fn redis() -> Self {
+        let server = tokio::task::spawn_blocking(RedisServer::start)
+            .await
+            .expect("start redis-server");
+        let store = RedisStore::connect(&server.url())
+            .await
+            .expect("connect to the test's redis-server");
+        Backend::Redis { server, store }
+    }
+
     /// The store as the manager sees it.
     pub fn store(&self) -> Arc<dyn SessionStore> {
         match self {
             Backend::Memory { store, .. } => Arc::new(store.clone()),
+            #[cfg(feature = "redis")]
+            Backend::Redis { store, .. } => Arc::new(store.clone()),
         }
     }
 
@@ -45,6 +74,8 @@ impl Backend {
     pub async fn advance(&self, by: Duration) {
         match self {
             Backend::Memory { clock, .. } => clock.advance(by),
+            #[cfg(feature = "redis")]
+            Backend::Redis { .. } => tokio::time::sleep(by).await,
         }
     }
 
@@ -52,6 +83,8 @@ impl Backend {
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Memory { .. } => "memory",
+            #[cfg(feature = "redis")]
+            Backend::Redis { .. } => "redis",
         }
     }
 }
@@ -66,6 +99,15 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::support::Backend::memory().await).await
+                }
+            )*
+        }
+        #[cfg(feature = "redis")]
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::redis().await).await
                 }
             )*
         }

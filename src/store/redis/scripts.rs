@@ -1,0 +1,60 @@
+//! The Lua scripts, one per operation, each loaded with `include_str!` and
+//! run by SHA (`EVALSHA`, reloaded on `NOSCRIPT` by [`redis::Script`]).
+//!
+//! Each script is `#!lua` + `common.lua` + its own file. The shebang (Redis
+//! 7.0+) turns on Cluster's check that every key a script touches, declared
+//! in KEYS or derived from one, hashes to one slot.
+
+use ::redis::Script;
+
+const SHEBANG: &str = "#!lua\n";
+const COMMON: &str = include_str!("scripts/common.lua");
+
+/// Every script, hashed once.
+#[derive(Debug, Clone)]
+pub(crate) struct Scripts {
+    pub(crate) load: Script,
+    pub(crate) create: Script,
+    pub(crate) save: Script,
+    pub(crate) login: Script,
+    pub(crate) retire: Script,
+    pub(crate) rotate: Script,
+    pub(crate) revoke: Script,
+    pub(crate) revoke_user: Script,
+    pub(crate) sessions_of: Script,
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{SHEBANG}{COMMON}\n{body}"))
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Scripts {
+            load: script(include_str!("scripts/load.lua")),
+            create: script(include_str!("scripts/create.lua")),
+            save: script(include_str!("scripts/save.lua")),
+            login: script(include_str!("scripts/login.lua")),
+            retire: script(include_str!("scripts/retire.lua")),
+            rotate: script(include_str!("scripts/rotate.lua")),
+            revoke: script(include_str!("scripts/revoke.lua")),
+            revoke_user: script(include_str!("scripts/revoke_user.lua")),
+            sessions_of: script(include_str!("scripts/sessions_of.lua")),
+        }
+    }
+
+    /// All scripts, to preload with `SCRIPT LOAD`.
+    pub(crate) fn all(&self) -> [&Script; 9] {
+        [
+            &self.load,
+            &self.create,
+            &self.save,
+            &self.login,
+            &self.retire,
+            &self.rotate,
+            &self.revoke,
+            &self.revoke_user,
+            &self.sessions_of,
+        ]
+    }
+}

@@ -1,0 +1,104 @@
+-- Helpers shared by every sessionkit script. Rust prepends `#!lua` (so Redis
+-- Cluster refuses any key outside the slot of the declared keys) and this
+-- file to each script body.
+--
+-- Session hash fields: `d:<key>` = JSON of one data value; `@user`,
+-- `@created`, `@seen`, `@issued`, `@deadline` (ms on the Redis clock),
+-- `@ver`, `@ua`, `@ip`. Markers: `@alias` = new hash part, `@moved` = 1.
+-- Times are integers below 2^53, so Lua numbers hold them exactly; they are
+-- written with `int` because Lua's default number format would round them.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- Sets a key's time to live, or deletes the key when none is left.
+local function put_ttl(key, ttl)
+  if ttl > 0 then
+    redis.call('PEXPIRE', key, int(ttl))
+  else
+    redis.call('DEL', key)
+  end
+end
+
+-- Keeps an index alive at least until `at` (ms), the expiry of a member.
+local function extend_index(idx, at)
+  local cur = redis.call('PEXPIRETIME', idx)
+  if cur == -1 or (cur >= 0 and cur < at) then
+    redis.call('PEXPIREAT', idx, int(at))
+  end
+end
+
+-- HSET of ARGV[from..] taken as field/value pairs, in chunks (unpack has a
+-- stack limit).
+local function hset_args(key, from)
+  local i = from
+  while i < #ARGV do
+    local last = math.min(i + 199, #ARGV)
+    if (last - i) % 2 == 0 then last = last - 1 end
+    redis.call('HSET', key, unpack(ARGV, i, last))
+    i = last + 1
+  end
+end
+
+-- HDEL of a list of fields, in chunks.
+local function hdel_list(key, fields, from, to)
+  local i = from
+  while i <= to do
+    local last = math.min(i + 199, to)
+    redis.call('HDEL', key, unpack(fields, i, last))
+    i = last + 1
+  end
+end
+
+-- What a key holds: 'none', 'corrupt', 'alias' (info = target hash part),
+-- 'moved', 'expired' (info = meta) or 'live' (info = meta). `idle` is nil
+-- in calls that do not know the idle timeout: the key's TTL enforces it.
+local function inspect(key, now, idle)
+  local t = redis.call('TYPE', key)['ok']
+  if t == 'none' then return 'none' end
+  if t ~= 'hash' then return 'corrupt' end
+  local f = redis.call('HMGET', key, '@alias', '@moved', '@user', '@seen',
+    '@deadline', '@created', '@issued', '@ver', '@ua', '@ip')
+  if f[1] then return 'alias', f[1] end
+  if f[2] then return 'moved' end
+  local m = {
+    user = f[3], seen = tonumber(f[4]), deadline = tonumber(f[5]),
+    created = f[6], issued = f[7], ver = f[8], ua = f[9], ip = f[10],
+  }
+  if not (m.seen and m.deadline and tonumber(f[6]) and tonumber(f[7]) and tonumber(f[8])) then
+    return 'corrupt'
+  end
+  m.exp = m.deadline
+  if idle then m.exp = math.min(m.seen + idle, m.deadline) end
+  if now >= m.exp then return 'expired', m end
+  return 'live', m
+end
+
+-- The live sessions of `user` listed in index `idx` (except hash part
+-- `skip`), as {hash part, key, meta}. Prunes members whose session is gone,
+-- expired, corrupt or a marker. Sessions of another user who shares the tag
+-- are left alone. A member's key is derived from the declared index key
+-- (same `{tag}`, so the same slot; the shebang makes Cluster enforce it).
+local function live_of(idx, user, now, idle, skip)
+  local base = string.sub(idx, 1, -4) .. 's:'
+  local out = {}
+  for _, h in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+    if h ~= skip then
+      local key = base .. h
+      local state, m = inspect(key, now, idle)
+      if state == 'live' then
+        if m.user == user then out[#out + 1] = {h, key, m} end
+      else
+        if state == 'expired' and m.user == user then redis.call('DEL', key) end
+        redis.call('ZREM', idx, h)
+      end
+    end
+  end
+  return out
+end

@@ -1,0 +1,44 @@
+-- load: read a session, enforce idle and absolute expiry on the Redis clock,
+-- and refresh `@seen` (TTL, index score) when the touch interval has passed.
+-- KEYS[1] session, KEYS[2] index of its tag.
+-- ARGV[1] idle ms, ARGV[2] touch interval ms, ARGV[3] hash part.
+-- Reply: {'ok', now, expires_at, touched, {field, value, ...}} | {'none'} |
+-- {'moved'} | {'alias', target hash part} | {'corrupt', reason}.
+local now = now_ms()
+local idle, touch, hash = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then return {'none'} end
+if t ~= 'hash' then return {'corrupt', 'the key holds a ' .. t .. ', not a hash'} end
+local all = redis.call('HGETALL', KEYS[1])
+local m = {}
+for i = 1, #all, 2 do
+  if string.byte(all[i], 1) == 64 then m[all[i]] = all[i + 1] end
+end
+if m['@alias'] then return {'alias', m['@alias']} end
+if m['@moved'] then return {'moved'} end
+local seen, deadline = tonumber(m['@seen']), tonumber(m['@deadline'])
+if not (seen and deadline and tonumber(m['@created']) and tonumber(m['@issued'])
+    and tonumber(m['@ver'])) then
+  return {'corrupt', 'missing or invalid metadata'}
+end
+local exp = math.min(seen + idle, deadline)
+if now >= exp then
+  redis.call('DEL', KEYS[1])
+  if m['@user'] then redis.call('ZREM', KEYS[2], hash) end
+  return {'none'}
+end
+local touched = 0
+if now - seen >= touch then
+  touched = 1
+  exp = math.min(now + idle, deadline)
+  redis.call('HSET', KEYS[1], '@seen', int(now))
+  put_ttl(KEYS[1], exp - now)
+  if m['@user'] then
+    redis.call('ZADD', KEYS[2], int(now), hash)
+    extend_index(KEYS[2], exp)
+  end
+  for i = 1, #all, 2 do
+    if all[i] == '@seen' then all[i + 1] = int(now) end
+  end
+end
+return {'ok', now, exp, touched, all}

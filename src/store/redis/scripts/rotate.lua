@@ -1,0 +1,34 @@
+-- rotate: move a live session to a new id of the same tag, keeping data,
+-- user, creation and absolute deadline; leave an alias or a moved marker.
+-- KEYS[1] old session, KEYS[2] new session, KEYS[3] index of the tag.
+-- ARGV[1] idle ms, ARGV[2] 'alias' | 'moved', ARGV[3] grace ms,
+-- ARGV[4] old hash part, ARGV[5] new hash part.
+-- Reply: {'ok', now, expires_at} | {'gone'}.
+local now = now_ms()
+local idle, grace = tonumber(ARGV[1]), tonumber(ARGV[3])
+local state, m = inspect(KEYS[1], now, idle)
+if state == 'expired' then
+  redis.call('DEL', KEYS[1])
+  if m.user then redis.call('ZREM', KEYS[3], ARGV[4]) end
+  return {'gone'}
+end
+if state ~= 'live' then return {'gone'} end
+local exp = math.min(now + idle, m.deadline)
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[2], '@issued', int(now), '@seen', int(now))
+redis.call('HINCRBY', KEYS[2], '@ver', 1)
+put_ttl(KEYS[2], exp - now)
+if m.user then
+  redis.call('ZREM', KEYS[3], ARGV[4])
+  redis.call('ZADD', KEYS[3], int(now), ARGV[5])
+  extend_index(KEYS[3], exp)
+end
+if grace > 0 then
+  if ARGV[2] == 'alias' then
+    redis.call('HSET', KEYS[1], '@alias', ARGV[5])
+  else
+    redis.call('HSET', KEYS[1], '@moved', '1')
+  end
+  redis.call('PEXPIRE', KEYS[1], int(grace))
+end
+return {'ok', now, exp}

@@ -1,0 +1,37 @@
+-- save: apply a delta (clear, remove, set) to a live session, bump `@ver`,
+-- refresh `@seen`. Never creates a session.
+-- KEYS[1] session, KEYS[2] index of its tag.
+-- ARGV[1] idle ms, ARGV[2] hash part, ARGV[3] clear ('1' or '0'),
+-- ARGV[4] n = number of data fields to remove, ARGV[5..4+n] those fields,
+-- ARGV[5+n..] field/value pairs to set.
+-- Reply: {'ok', now, expires_at} | {'gone'} | {'moved'} | {'alias', target}.
+local now = now_ms()
+local idle, hash = tonumber(ARGV[1]), ARGV[2]
+local state, m = inspect(KEYS[1], now, idle)
+if state == 'alias' then return {'alias', m} end
+if state == 'moved' then return {'moved'} end
+if state == 'expired' then
+  redis.call('DEL', KEYS[1])
+  if m.user then redis.call('ZREM', KEYS[2], hash) end
+  return {'gone'}
+end
+if state ~= 'live' then return {'gone'} end
+if ARGV[3] == '1' then
+  local data = {}
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(f, 1, 2) == 'd:' then data[#data + 1] = f end
+  end
+  hdel_list(KEYS[1], data, 1, #data)
+end
+local n = tonumber(ARGV[4])
+hdel_list(KEYS[1], ARGV, 5, 4 + n)
+hset_args(KEYS[1], 5 + n)
+redis.call('HINCRBY', KEYS[1], '@ver', 1)
+redis.call('HSET', KEYS[1], '@seen', int(now))
+local exp = math.min(now + idle, m.deadline)
+put_ttl(KEYS[1], exp - now)
+if m.user then
+  redis.call('ZADD', KEYS[2], int(now), hash)
+  extend_index(KEYS[2], exp)
+end
+return {'ok', now, exp}

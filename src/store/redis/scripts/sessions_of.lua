@@ -1,0 +1,12 @@
+-- sessions_of: list a user's live sessions, pruning the index.
+-- KEYS[1] index of the user's tag. ARGV[1] user id, ARGV[2] idle ms.
+-- Reply: {{hash part, created, seen, issued, deadline, ver, ua|nil, ip|nil,
+-- expires_at}, ...}.
+local live = live_of(KEYS[1], ARGV[1], now_ms(), tonumber(ARGV[2]), nil)
+local out = {}
+for _, s in ipairs(live) do
+  local m = s[3]
+  out[#out + 1] = {s[1], m.created, int(m.seen), m.issued, int(m.deadline), m.ver,
+    m.ua or false, m.ip or false, int(m.exp)}
+end
+return out
