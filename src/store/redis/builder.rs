@@ -170,12 +170,18 @@ impl RedisStoreBuilder {
             }
             Source::Client(client) => connect(client, config, self.lazy, connect_limit).await?,
         };
+        let one_slot_per_call = if self.lazy {
+            true
+        } else {
+            cluster_enabled(&conn, self.command_timeout).await?
+        };
         let store = RedisStore {
             inner: Arc::new(Inner {
                 conn,
                 keys: Keys::new(&self.prefix),
                 scripts: Scripts::new(),
                 command_timeout: self.command_timeout,
+                one_slot_per_call,
             }),
         };
         if !self.lazy {
@@ -198,4 +204,18 @@ async fn connect(
     timed(limit, ConnectionManager::new_with_config(client, config))
         .await?
         .map_err(|e| redis_error(e, limit))
+}
+
+/// Whether the server runs in Cluster mode (`INFO cluster`). Only then must
+/// each script call stay in one slot; a standalone server lets a login
+/// retire an anonymous session in the same call.
+async fn cluster_enabled(conn: &ConnectionManager, limit: Duration) -> Result<bool> {
+    let mut conn = conn.clone();
+    let info: String = timed(
+        limit,
+        ::redis::cmd("INFO").arg("cluster").query_async(&mut conn),
+    )
+    .await?
+    .map_err(|e| redis_error(e, limit))?;
+    Ok(info.lines().any(|l| l.trim() == "cluster_enabled:1"))
 }

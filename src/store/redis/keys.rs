@@ -108,13 +108,30 @@ impl Keys {
         vec![self.session(id)]
     }
 
-    /// KEYS of `login` (and of the retire call that may follow it).
-    pub(crate) fn login(&self, new: &SessionId, old: Option<&SessionId>) -> LoginKeys {
+    /// KEYS of `login` (and of the retire call that may follow it). With
+    /// `one_slot_per_call` off (a server without Cluster, where slots do
+    /// not constrain scripts) an old session in another slot is retired in
+    /// the login script too: `[new session, new index, old session, old
+    /// index]`.
+    pub(crate) fn login(
+        &self,
+        new: &SessionId,
+        old: Option<&SessionId>,
+        one_slot_per_call: bool,
+    ) -> LoginKeys {
         let mut login = self.session_and_index(new);
         let old = old.filter(|old| *old != new);
         match old {
             Some(old) if old.tag() == new.tag() => {
                 login.push(self.session(old));
+                LoginKeys {
+                    login,
+                    old_in_login: true,
+                    retire: None,
+                }
+            }
+            Some(old) if !one_slot_per_call => {
+                login.extend(self.session_and_index(old));
                 LoginKeys {
                     login,
                     old_in_login: true,
@@ -220,12 +237,12 @@ mod tests {
         );
 
         // Login without an old session.
-        let l = keys.login(&u1, None);
+        let l = keys.login(&u1, None, true);
         assert_one_slot("login", &l.login);
         assert!(l.retire.is_none() && !l.old_in_login);
 
         // Login from an anonymous session: two calls, each in one slot.
-        let l = keys.login(&u1, Some(&a));
+        let l = keys.login(&u1, Some(&a), true);
         assert_one_slot("login (from anonymous)", &l.login);
         let retire = l
             .retire
@@ -235,15 +252,28 @@ mod tests {
         assert!(!l.old_in_login);
 
         // Login from another session of the same user: one call.
-        let l = keys.login(&u2, Some(&u1));
+        let l = keys.login(&u2, Some(&u1), true);
         assert_one_slot("login (same tag)", &l.login);
         assert!(l.old_in_login && l.retire.is_none());
         assert_eq!(l.login.len(), 3);
 
         // Switching user: the old session's tag is bob's.
-        let l = keys.login(&u1, Some(&other));
+        let l = keys.login(&u1, Some(&other), true);
         assert_one_slot("login (switch user)", &l.login);
         assert_one_slot("retire (switch user)", &l.retire.expect("retire"));
+
+        // Without Cluster, one call retires the old session too.
+        let l = keys.login(&u1, Some(&a), false);
+        assert!(l.old_in_login && l.retire.is_none());
+        assert_eq!(
+            l.login,
+            vec![
+                keys.session(&u1),
+                keys.index(u1.tag()),
+                keys.session(&a),
+                keys.index(a.tag())
+            ]
+        );
     }
 
     fn anon_with_tag(id: &SessionId) -> SessionId {

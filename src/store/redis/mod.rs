@@ -62,12 +62,15 @@
 //!
 //! Each [`SessionStore`] method is one script call (one round trip, atomic
 //! in Redis), with these exceptions:
-//! - **login from a session in another slot** (an anonymous session, or
-//!   switching users): the new session lives in the user's slot and the old
-//!   one in its own, which no single Cluster-safe script may touch. The login
-//!   script runs first (new session, index, per-user limit — atomically);
-//!   only if it succeeded does a second script retire the old id as moved.
-//!   That costs one extra command. If the second call fails, the login still
+//! - **login from a session in another slot on a Redis Cluster node** (an
+//!   anonymous session, or switching users): the new session lives in the
+//!   user's slot and the old one in its own, which no single Cluster-safe
+//!   script may touch. The login script runs first (new session, index,
+//!   per-user limit — atomically); only if it succeeded does a second script
+//!   retire the old id as moved. That costs one extra command. On a server
+//!   without Cluster (checked with `INFO cluster` when the store is built;
+//!   a lazily connected store assumes Cluster), slots do not constrain
+//!   scripts, and the login script retires the old session itself. If the second call fails, the login still
 //!   stands and a warning is logged; the old session stays anonymous (or
 //!   stays with its previous user) until it expires, and gains nothing. A
 //!   login from a session already in the user's slot (a re-login) is one
@@ -87,8 +90,9 @@
 //!
 //! Commands per request through the middleware: a read-only request 1
 //! (`EVALSHA` load, touching at most once per touch interval); a write 2
-//! (load, save); a login 1 without a prior session, 3 from an anonymous
-//! session (load, login, retire); a logout 2 (load, revoke).
+//! (load, save); a login 1 without a prior session, 2 from an anonymous
+//! session (load, login; 3 on a Cluster node: load, login, retire); a
+//! logout 2 (load, revoke).
 
 mod builder;
 mod keys;
@@ -157,6 +161,9 @@ struct Inner {
     keys: Keys,
     scripts: Scripts,
     command_timeout: Duration,
+    /// Whether every script call must stay in one hash slot: true on a
+    /// Cluster node, or when the server could not be asked (lazy connect).
+    one_slot_per_call: bool,
 }
 
 impl fmt::Debug for RedisStore {
@@ -449,7 +456,10 @@ impl SessionStore for RedisStore {
 
     async fn login(&self, login: Login<'_>, timeouts: &Timeouts) -> Result<LoginOutcome> {
         const S: &str = "login";
-        let keys = self.inner.keys.login(login.new, login.old);
+        let keys = self
+            .inner
+            .keys
+            .login(login.new, login.old, self.inner.one_slot_per_call);
         let (max, policy) = match login.limit {
             UserLimit::Unlimited => (0, "evict"),
             UserLimit::Max { max, policy } => (

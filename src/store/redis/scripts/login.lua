@@ -1,7 +1,8 @@
 -- login: create the user's new session, index it, enforce the per-user limit
 -- and, when the old session shares the slot, retire it as moved; atomically.
 -- KEYS[1] new session, KEYS[2] index of the new id's (the user's) tag,
--- KEYS[3] (optional) old session, same tag.
+-- KEYS[3] (optional) old session, KEYS[4] (optional) the old session's
+-- index when its tag differs (only on a server without Cluster).
 -- ARGV[1] idle ms, ARGV[2] absolute ms, ARGV[3] user id, ARGV[4] max
 -- sessions (0 = unlimited), ARGV[5] 'evict' | 'reject', ARGV[6] moved grace
 -- ms, ARGV[7] new hash part, ARGV[8] old hash part ('' when none or in
@@ -44,7 +45,7 @@ end
 
 if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('DEL', KEYS[3])
-  redis.call('ZREM', idx, old_hash)
+  redis.call('ZREM', KEYS[4] or idx, old_hash)
   if grace > 0 then
     redis.call('HSET', KEYS[3], '@moved', '1')
     redis.call('PEXPIRE', KEYS[3], int(grace))
