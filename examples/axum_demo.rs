@@ -212,17 +212,13 @@ async fn revoke(
     let Ok(id) = form.id.parse::<SessionId>() else {
         return Ok(bad_request("That is not a session id."));
     };
-    // Only ever revoke one of the current user's own sessions: an id from
-    // the form is user input and could name anybody's session.
-    let mine = session.manager().sessions_of(&user).await?;
-    if !mine.iter().any(|info| info.id == id) {
-        return Ok(bad_request("You have no such session."));
-    }
     if session.id().as_ref() == Some(&id) {
         // Revoking this very session is a logout; this also clears the cookie.
         session.logout().await?;
-    } else {
-        session.manager().revoke(&id).await?;
+    } else if !session.manager().revoke_of_user(&user, &id).await? {
+        // The id comes from the form: it could name anybody's session, and
+        // `revoke_of_user` ends it only if it is one of this user's.
+        return Ok(bad_request("You have no such session."));
     }
     tracing::info!(session = %id, "revoked");
     Ok(Redirect::to("/sessions").into_response())

@@ -411,6 +411,25 @@ impl SessionManager {
         self.call(self.inner.store.revoke(id)).await
     }
 
+    /// Ends the session `id` only if it belongs to `user_id`: the safe form
+    /// of [`revoke`](Self::revoke) for a "revoke this device" button, whose
+    /// id comes from the client. Returns whether a session was ended.
+    ///
+    /// # Errors
+    /// Store failures and timeouts.
+    pub async fn revoke_of_user(&self, user_id: &str, id: &SessionId) -> Result<bool> {
+        // A user's sessions all carry the user's tag: most foreign ids are
+        // refused without a store call.
+        if id.tag() != Tag::for_user(user_id).as_str() {
+            return Ok(false);
+        }
+        let owned = self.sessions_of(user_id).await?.iter().any(|s| &s.id == id);
+        if !owned {
+            return Ok(false);
+        }
+        self.revoke(id).await
+    }
+
     /// Ends every session of a user ("log out everywhere"). Returns how many.
     ///
     /// # Errors
