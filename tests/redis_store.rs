@@ -4,7 +4,7 @@
 //! data, Cluster slots, and the commands each request costs.
 //!
 //! The behaviour shared with every store is in `store_conformance.rs`,
-//! `axum_http.rs` and `axum_policies.rs`, which run on Redis too.
+//! `http_scenarios.rs` and `policy_scenarios.rs`, which run on Redis too.
 #![cfg(all(feature = "redis", feature = "axum"))]
 
 mod support;

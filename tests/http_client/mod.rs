@@ -1,20 +1,24 @@
-//! A tiny HTTP test client for the axum suites (`axum_http.rs`,
-//! `axum_policies.rs`): a router with the routes every scenario uses, requests
-//! sent with `tower::ServiceExt::oneshot`, and `Set-Cookie` parsing.
+//! A framework-agnostic HTTP driver for the scenario suites
+//! (`http_scenarios.rs`, `policy_scenarios.rs`, `header_scenarios.rs`).
+//!
+//! Routes are written once, as [`Handler`]s in a [`Routes`] table, and mounted
+//! into an axum `Router` or an actix-web `App` ([`Framework`]). Each test
+//! serves the app on a real HTTP server on `127.0.0.1:0` ([`TestServer`]) and
+//! talks to it with one real HTTP client (`reqwest`, without redirects or a
+//! cookie store: the tests keep cookies themselves, from `Set-Cookie`).
+//! [`scenario_tests!`](crate::scenario_tests) runs each scenario on every
+//! backend × framework.
 #![allow(dead_code)]
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::Path;
-use axum::routing::get;
-use axum::Router;
+use futures::future::BoxFuture;
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, USER_AGENT};
-use http::{HeaderMap, HeaderValue, Request, StatusCode};
-use http_body_util::BodyExt;
-use sessionkit::axum::SessionLayer;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use sessionkit::{Error, Session, SessionManager};
-use tower::ServiceExt;
 
 /// The session cookie name (the default).
 pub const COOKIE_NAME: &str = "id";
@@ -28,10 +32,100 @@ pub const NONE: &str = "none";
 /// A few milliseconds of clock movement, so "least recently used" is defined.
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// The longest any one request may take before the test fails (instead of
+/// hanging).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------- scenario macro
+
+/// Generates, for each scenario `async fn name(backend: Backend, fw: Framework)`
+/// of the calling file, one test per backend × framework: `memory_axum::name`,
+/// `memory_actix::name` and, with the `redis` feature, `redis_axum::name` and
+/// `redis_actix::name`. The calling file declares `mod support;` and
+/// `mod http_client;`.
+#[macro_export]
+macro_rules! scenario_tests {
+    ($($name:ident),* $(,)?) => {
+        $crate::scenario_tests!(@mod memory_axum, memory, Axum, []; $($name),*);
+        $crate::scenario_tests!(@mod memory_actix, memory, Actix, [feature = "actix"]; $($name),*);
+        $crate::scenario_tests!(@mod redis_axum, redis, Axum, [feature = "redis"]; $($name),*);
+        $crate::scenario_tests!(@mod redis_actix, redis, Actix, [all(feature = "redis", feature = "actix")]; $($name),*);
+    };
+    (@mod $module:ident, $backend:ident, $fw:ident, [$($cfg:meta)?]; $($name:ident),*) => {
+        $(#[cfg($cfg)])?
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(
+                        super::support::Backend::$backend().await,
+                        super::http_client::Framework::$fw,
+                    )
+                    .await
+                }
+            )*
+        }
+    };
+}
+
 // ---------------------------------------------------------------- routes
 
-/// The routes every scenario uses, without the session layer (tests add
-/// their own routes, then call [`with_layer`]).
+/// A route handler, free of any web framework: the session and the path
+/// parameters in order; the `Ok` string is the 200 body, an `Err` becomes
+/// the error's response (the adapter's `IntoResponse` / `ResponseError`).
+pub type Handler =
+    Arc<dyn Fn(Session, Vec<String>) -> BoxFuture<'static, Result<String, Error>> + Send + Sync>;
+
+/// A table of `(path pattern, handler)`; patterns use `{name}` for a
+/// parameter, which axum and actix-web both understand. Every route is `GET`.
+#[derive(Clone, Default)]
+pub struct Routes {
+    entries: Vec<(String, Handler)>,
+}
+
+impl Routes {
+    /// No routes.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Adds a route.
+    pub fn route<F, Fut, R>(mut self, path: &str, handler: F) -> Self
+    where
+        F: Fn(Session, Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, Error>> + Send + 'static,
+        R: Into<String>,
+    {
+        let handler: Handler = Arc::new(move |session, params| {
+            let fut = handler(session, params);
+            Box::pin(async move { fut.await.map(Into::into) })
+        });
+        self.entries.push((path.to_owned(), handler));
+        self
+    }
+
+    /// The routes, in the order added.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Handler)> {
+        self.entries.iter().map(|(p, h)| (p.as_str(), h))
+    }
+}
+
+/// The path parameter `i`.
+fn param(params: &[String], i: usize) -> String {
+    params
+        .get(i)
+        .cloned()
+        .unwrap_or_else(|| panic!("route has no path parameter {i}: {params:?}"))
+}
+
+fn id_or_none(session: &Session) -> String {
+    session
+        .id()
+        .map_or_else(|| NONE.to_owned(), |id| id.to_string())
+}
+
+/// The routes every scenario uses (tests add their own with
+/// [`Routes::route`], then serve them with [`with_layer`]).
 ///
 /// - `/get/{key}`: the value (strings bare, other JSON as text) or `none`
 /// - `/set/{key}/{value}`: stores the string; answers `ok`
@@ -43,90 +137,304 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// - `/id`: the public session id or `none`
 /// - `/login/{user}`: logs in, answers the new session id
 /// - `/logout`: logs out
-pub fn routes() -> Router {
-    Router::new()
-        .route("/get/{key}", get(route_get_key))
-        .route("/set/{key}/{value}", get(route_set_key))
-        .route("/incr", get(route_incr))
-        .route("/remove/{key}", get(route_remove_key))
-        .route("/clear", get(route_clear))
-        .route("/keys", get(route_keys))
-        .route("/whoami", get(route_whoami))
-        .route("/id", get(route_session_id))
-        .route("/login/{user}", get(route_login))
-        .route("/logout", get(route_logout))
+pub fn routes() -> Routes {
+    Routes::empty()
+        .route("/get/{key}", |session, p| async move {
+            Ok(match session.get::<serde_json::Value>(&param(&p, 0))? {
+                None => NONE.to_owned(),
+                Some(serde_json::Value::String(s)) => s,
+                Some(other) => other.to_string(),
+            })
+        })
+        .route("/set/{key}/{value}", |session, p| async move {
+            session.insert(param(&p, 0), param(&p, 1))?;
+            Ok("ok")
+        })
+        .route("/incr", |session, _| async move {
+            let n: u64 = session.get("n")?.unwrap_or(0) + 1;
+            session.insert("n", n)?;
+            Ok(n.to_string())
+        })
+        .route("/remove/{key}", |session, p| async move {
+            Ok(session.remove(&param(&p, 0)).to_string())
+        })
+        .route("/clear", |session, _| async move {
+            session.clear();
+            Ok("ok")
+        })
+        .route("/keys", |session, _| async move {
+            let mut keys = session.keys();
+            keys.sort();
+            Ok(keys.join(","))
+        })
+        .route("/whoami", |session, _| async move {
+            Ok(session.user_id().unwrap_or_else(|| ANONYMOUS.to_owned()))
+        })
+        .route("/id", |session, _| async move { Ok(id_or_none(&session)) })
+        .route("/login/{user}", |session, p| async move {
+            session.login(param(&p, 0)).await?;
+            Ok(id_or_none(&session))
+        })
+        .route("/logout", |session, _| async move {
+            session.logout().await?;
+            Ok("bye")
+        })
 }
 
-/// Wraps `router` in the session layer.
-pub fn with_layer(router: Router, manager: SessionManager) -> Router {
-    router.layer(SessionLayer::new(manager))
+// ---------------------------------------------------------------- frameworks
+
+/// The web framework a scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framework {
+    /// axum, with `sessionkit::axum::SessionLayer`.
+    Axum,
+    /// actix-web, with `sessionkit::actix::SessionMiddleware`.
+    #[cfg(feature = "actix")]
+    Actix,
 }
 
-/// The standard routes behind the session layer.
-pub fn app(manager: SessionManager) -> Router {
-    with_layer(routes(), manager)
+impl Framework {
+    /// Every framework compiled in.
+    pub fn all() -> Vec<Framework> {
+        vec![
+            Framework::Axum,
+            #[cfg(feature = "actix")]
+            Framework::Actix,
+        ]
+    }
+
+    /// Serves `routes` on a real HTTP server, behind the session middleware
+    /// when `manager` is given.
+    pub async fn serve(self, routes: Routes, manager: Option<SessionManager>) -> TestServer {
+        let running = match self {
+            Framework::Axum => axum_server::start(routes, manager).await,
+            #[cfg(feature = "actix")]
+            Framework::Actix => actix_server::start(routes, manager).await,
+        };
+        TestServer {
+            inner: Arc::new(Inner {
+                fw: self,
+                addr: running.addr,
+                http: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .timeout(REQUEST_TIMEOUT)
+                    .build()
+                    .expect("build the HTTP client"),
+                running,
+            }),
+        }
+    }
 }
 
-async fn route_get_key(session: Session, Path(key): Path<String>) -> Result<String, Error> {
-    Ok(match session.get::<serde_json::Value>(&key)? {
-        None => NONE.to_owned(),
-        Some(serde_json::Value::String(s)) => s,
-        Some(other) => other.to_string(),
-    })
+/// The standard routes behind the session middleware, served by `fw`.
+pub async fn app(fw: Framework, manager: SessionManager) -> TestServer {
+    with_layer(fw, routes(), manager).await
 }
 
-async fn route_set_key(
-    session: Session,
-    Path((key, value)): Path<(String, String)>,
-) -> Result<&'static str, Error> {
-    session.insert(key, value)?;
-    Ok("ok")
+/// `routes` behind the session middleware, served by `fw`.
+pub async fn with_layer(fw: Framework, routes: Routes, manager: SessionManager) -> TestServer {
+    fw.serve(routes, Some(manager)).await
 }
 
-async fn route_incr(session: Session) -> Result<String, Error> {
-    let n: u64 = session.get("n")?.unwrap_or(0) + 1;
-    session.insert("n", n)?;
-    Ok(n.to_string())
+/// `routes` without the session middleware, served by `fw`.
+pub async fn without_layer(fw: Framework, routes: Routes) -> TestServer {
+    fw.serve(routes, None).await
 }
 
-async fn route_remove_key(session: Session, Path(key): Path<String>) -> String {
-    session.remove(&key).to_string()
+/// A server that runs until it is stopped by [`Running`]'s drop.
+struct Running {
+    addr: SocketAddr,
+    stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
-async fn route_clear(session: Session) -> &'static str {
-    session.clear();
-    "ok"
+impl Running {
+    fn new(addr: SocketAddr, stop: impl FnOnce() + Send + 'static) -> Self {
+        Running {
+            addr,
+            stop: Mutex::new(Some(Box::new(stop))),
+        }
+    }
 }
 
-async fn route_keys(session: Session) -> String {
-    let mut keys = session.keys();
-    keys.sort();
-    keys.join(",")
+impl Drop for Running {
+    fn drop(&mut self) {
+        let stop = self
+            .stop
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(stop) = stop {
+            stop();
+        }
+    }
 }
 
-async fn route_whoami(session: Session) -> String {
-    session.user_id().unwrap_or_else(|| ANONYMOUS.to_owned())
+mod axum_server {
+    use std::net::SocketAddr;
+
+    use axum::extract::Path;
+    use axum::routing::get;
+    use axum::Router;
+    use sessionkit::axum::SessionLayer;
+    use sessionkit::{Session, SessionManager};
+
+    use super::{Routes, Running};
+
+    fn router(routes: Routes, manager: Option<SessionManager>) -> Router {
+        let mut router = Router::new();
+        for (path, handler) in routes.iter() {
+            let h = handler.clone();
+            router = if path.contains('{') {
+                router.route(
+                    path,
+                    get(move |session: Session, Path(params): Path<Vec<String>>| {
+                        h(session, params)
+                    }),
+                )
+            } else {
+                router.route(path, get(move |session: Session| h(session, Vec::new())))
+            };
+        }
+        match manager {
+            Some(manager) => router.layer(SessionLayer::new(manager)),
+            None => router,
+        }
+    }
+
+    /// `axum::serve` on the test's runtime, with `ConnectInfo` for the
+    /// client IP; stopped by aborting its task.
+    pub(super) async fn start(routes: Routes, manager: Option<SessionManager>) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let service = router(routes, manager).into_make_service_with_connect_info::<SocketAddr>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, service)
+                .await
+                .expect("axum server failed");
+        });
+        Running::new(addr, move || task.abort())
+    }
 }
 
-async fn route_session_id(session: Session) -> String {
-    session
-        .id()
-        .map_or_else(|| NONE.to_owned(), |id| id.to_string())
-}
+#[cfg(feature = "actix")]
+mod actix_server {
+    use std::sync::mpsc;
+    use std::time::Duration;
 
-async fn route_login(session: Session, Path(user): Path<String>) -> Result<String, Error> {
-    session.login(user).await?;
-    Ok(session
-        .id()
-        .map_or_else(|| NONE.to_owned(), |id| id.to_string()))
-}
+    use actix_web::{web, App, HttpRequest, HttpServer};
 
-async fn route_logout(session: Session) -> Result<&'static str, Error> {
-    session.logout().await?;
-    Ok("bye")
+    use sessionkit::actix::SessionMiddleware;
+    use sessionkit::{Session, SessionManager};
+
+    use super::{Routes, Running};
+
+    /// How long a drop waits for the server's thread to end.
+    const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn configure(routes: &Routes, cfg: &mut web::ServiceConfig) {
+        for (path, handler) in routes.iter() {
+            let h = handler.clone();
+            cfg.route(
+                path,
+                web::get().to(move |session: Session, req: HttpRequest| {
+                    let params = req
+                        .match_info()
+                        .iter()
+                        .map(|(_, value)| value.to_owned())
+                        .collect();
+                    h(session, params)
+                }),
+            );
+        }
+    }
+
+    /// An `HttpServer` with one worker, on its own thread and actix system,
+    /// bound to `127.0.0.1:0`. The drop stops it (`stop(false)`: open
+    /// connections are dropped) and waits for the thread to end.
+    pub(super) async fn start(routes: Routes, manager: Option<SessionManager>) -> Running {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("actix-test-server".to_owned())
+            .spawn(move || {
+                let _done = done_tx; // dropped when the thread ends
+                actix_web::rt::System::new().block_on(async move {
+                    // `App::wrap` changes the app's type: one server per arm.
+                    macro_rules! run {
+                        ($make_app:expr) => {{
+                            let server = HttpServer::new($make_app)
+                                .workers(1)
+                                .disable_signals()
+                                .shutdown_timeout(0)
+                                .bind(("127.0.0.1", 0))
+                                .expect("bind 127.0.0.1:0");
+                            let addr = server.addrs()[0];
+                            let server = server.run();
+                            let _ = ready_tx.send((addr, server.handle()));
+                            server.await.expect("actix server failed");
+                        }};
+                    }
+                    match manager {
+                        Some(manager) => run!(move || {
+                            let routes = routes.clone();
+                            App::new()
+                                .wrap(SessionMiddleware::new(manager.clone()))
+                                .configure(move |cfg| configure(&routes, cfg))
+                        }),
+                        None => run!(move || {
+                            let routes = routes.clone();
+                            App::new().configure(move |cfg| configure(&routes, cfg))
+                        }),
+                    }
+                });
+            })
+            .expect("spawn the actix server thread");
+        let (addr, handle) = ready_rx.await.expect("the actix server started");
+        Running::new(addr, move || {
+            // `stop` sends the command at once; its future only waits.
+            drop(handle.stop(false));
+            match done_rx.recv_timeout(STOP_TIMEOUT) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    eprintln!("actix test server did not stop within {STOP_TIMEOUT:?}");
+                }
+                _ => {
+                    let _ = thread.join();
+                }
+            }
+        })
+    }
 }
 
 // ---------------------------------------------------------------- requests
+
+/// A running test server and an HTTP client for it. Cheap to clone (clones
+/// share the server); the server stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct TestServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fw: Framework,
+    addr: SocketAddr,
+    http: reqwest::Client,
+    running: Running,
+}
+
+impl TestServer {
+    /// The framework serving.
+    pub fn framework(&self) -> Framework {
+        self.inner.fw
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.inner.addr)
+    }
+}
 
 /// A response, with its body read.
 #[derive(Debug)]
@@ -136,21 +444,28 @@ pub struct Resp {
     pub body: String,
 }
 
-/// Sends one request through a clone of `router`.
-pub async fn send(router: &Router, req: Request<Body>) -> Resp {
-    let res = router
-        .clone()
-        .oneshot(req)
+/// `GET path` with the given raw headers (appended in order, so a name may
+/// repeat).
+pub async fn send(srv: &TestServer, path: &str, headers: Vec<(HeaderName, HeaderValue)>) -> Resp {
+    let url = format!("{}{path}", srv.base_url());
+    let mut req = srv
+        .inner
+        .http
+        .get(&url)
+        .build()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    for (name, value) in headers {
+        req.headers_mut().append(name, value);
+    }
+    let res = srv
+        .inner
+        .http
+        .execute(req)
         .await
-        .expect("the router's error type is Infallible");
+        .unwrap_or_else(|e| panic!("GET {url} on {:?}: {e}", srv.framework()));
     let status = res.status();
     let headers = res.headers().clone();
-    let bytes = res
-        .into_body()
-        .collect()
-        .await
-        .expect("body can be read")
-        .to_bytes();
+    let bytes = res.bytes().await.expect("body can be read");
     Resp {
         status,
         headers,
@@ -159,38 +474,38 @@ pub async fn send(router: &Router, req: Request<Body>) -> Resp {
 }
 
 /// `GET path`, with `Cookie: id=<token>` when `token` is given.
-pub async fn get_with(router: &Router, path: &str, token: Option<&str>) -> Resp {
-    let mut req = Request::get(path);
+pub async fn get_with(srv: &TestServer, path: &str, token: Option<&str>) -> Resp {
+    let mut headers = Vec::new();
     if let Some(token) = token {
-        req = req.header(COOKIE, format!("{COOKIE_NAME}={token}"));
+        headers.push((COOKIE, cookie_header(token)));
     }
-    send(router, req.body(Body::empty()).unwrap()).await
+    send(srv, path, headers).await
 }
 
 /// `GET path` with the given raw headers (appended in order, so a name may
 /// repeat).
 pub async fn get_with_headers(
-    router: &Router,
+    srv: &TestServer,
     path: &str,
-    headers: Vec<(http::HeaderName, HeaderValue)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 ) -> Resp {
-    let mut req = Request::get(path).body(Body::empty()).unwrap();
-    for (name, value) in headers {
-        req.headers_mut().append(name, value);
-    }
-    send(router, req).await
+    send(srv, path, headers).await
 }
 
 /// `GET path` with `Cookie: id=<token>`, asserting 200; answers the body.
-pub async fn body_of(router: &Router, path: &str, token: &str) -> String {
-    let res = get_with(router, path, Some(token)).await;
+pub async fn body_of(srv: &TestServer, path: &str, token: &str) -> String {
+    let res = get_with(srv, path, Some(token)).await;
     assert_eq!(res.status, StatusCode::OK, "GET {path}: {}", res.body);
     res.body
 }
 
 /// What `/whoami` says for `token`.
-pub async fn whoami(router: &Router, token: &str) -> String {
-    body_of(router, "/whoami", token).await
+pub async fn whoami(srv: &TestServer, token: &str) -> String {
+    body_of(srv, "/whoami", token).await
+}
+
+fn cookie_header(token: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{COOKIE_NAME}={token}")).expect("token is a header value")
 }
 
 /// A browser: keeps the session cookie the server sets and clears.
@@ -214,15 +529,15 @@ impl Client {
 
     /// `GET path` with the cookie held, then applies the response's
     /// `Set-Cookie` for the session cookie.
-    pub async fn get(&mut self, router: &Router, path: &str) -> Resp {
-        let mut req = Request::get(path);
+    pub async fn get(&mut self, srv: &TestServer, path: &str) -> Resp {
+        let mut headers = Vec::new();
         if let Some(token) = &self.token {
-            req = req.header(COOKIE, format!("{COOKIE_NAME}={token}"));
+            headers.push((COOKIE, cookie_header(token)));
         }
         if let Some(ua) = &self.user_agent {
-            req = req.header(USER_AGENT, ua.as_str());
+            headers.push((USER_AGENT, HeaderValue::from_str(ua).expect("ASCII UA")));
         }
-        let res = send(router, req.body(Body::empty()).unwrap()).await;
+        let res = send(srv, path, headers).await;
         if let Some(c) = res.session_cookie() {
             self.token = (!c.is_removal()).then(|| c.value.clone());
         }
@@ -230,8 +545,8 @@ impl Client {
     }
 
     /// Like [`get`](Self::get), asserting 200; answers the body.
-    pub async fn body(&mut self, router: &Router, path: &str) -> String {
-        let res = self.get(router, path).await;
+    pub async fn body(&mut self, srv: &TestServer, path: &str) -> String {
+        let res = self.get(srv, path).await;
         assert_eq!(res.status, StatusCode::OK, "GET {path}: {}", res.body);
         res.body
     }
@@ -356,6 +671,13 @@ impl Resp {
     pub fn expect_token(&self) -> String {
         self.new_token()
             .unwrap_or_else(|| panic!("expected a session cookie, got {:?}", self.headers))
+    }
+
+    /// The header `name` as text, asserting it appears at most once.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let all: Vec<&HeaderValue> = self.headers.get_all(name).iter().collect();
+        assert!(all.len() <= 1, "several {name} headers: {all:?}");
+        all.first().map(|v| v.to_str().expect("ASCII header"))
     }
 
     pub fn cache_control(&self) -> Option<&str> {

@@ -1,9 +1,11 @@
-//! HTTP behaviour of the axum layer: cookies, reading and writing, what is
-//! (not) written, concurrent deltas, bad input, store failures.
+//! HTTP behaviour of the session middleware in axum and actix-web: cookies,
+//! reading and writing, what is (not) written, concurrent deltas, bad input,
+//! store failures.
 //!
-//! Scenarios take a `support::Backend` and run on every store; move time only
-//! with `backend.advance`. Per-user policies, login, logout and expiry are in
-//! `axum_policies.rs`.
+//! Scenarios take a `support::Backend` and a `http_client::Framework`, and
+//! run on every store × framework over real HTTP; move time only with
+//! `backend.advance`. Per-user policies, login, logout and expiry are in
+//! `policy_scenarios.rs`; header tokens in `header_scenarios.rs`.
 
 mod http_client;
 mod support;
@@ -14,9 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::extract::Path;
-use axum::routing::get;
-use axum::Router;
 use http::header::COOKIE;
 use http::{HeaderValue, StatusCode};
 use sessionkit::clock::ManualClock;
@@ -32,7 +31,7 @@ use sessionkit::{
 use http_client::*;
 use support::Backend;
 
-backend_tests!(
+scenario_tests!(
     cookie_attributes_and_defaults,
     persistent_cookie_max_age_is_refreshed_by_touch,
     create_read_update_remove_across_requests,
@@ -45,10 +44,10 @@ backend_tests!(
 
 // ---------------------------------------------------------------- 1. cookies
 
-async fn cookie_attributes_and_defaults(backend: Backend) {
-    let router = app(backend.manager(SessionConfig::default()));
+async fn cookie_attributes_and_defaults(backend: Backend, fw: Framework) {
+    let srv = app(fw, backend.manager(SessionConfig::default())).await;
 
-    let res = get_with(&router, "/set/a/1", None).await;
+    let res = get_with(&srv, "/set/a/1", None).await;
     assert_eq!(res.status, StatusCode::OK);
     let cookie = res.session_cookie().expect("first write sets the cookie");
     cookie.assert_default_attributes();
@@ -67,20 +66,24 @@ async fn cookie_attributes_and_defaults(backend: Backend) {
     assert_eq!(res.set_cookies().len(), 1, "only the session cookie");
 
     // Another first write gets another token.
-    let other = get_with(&router, "/set/a/1", None).await.expect_token();
+    let other = get_with(&srv, "/set/a/1", None).await.expect_token();
     assert_token_shape(&other);
     assert_ne!(other, cookie.value);
 
     // The cookie works.
-    assert_eq!(body_of(&router, "/get/a", &cookie.value).await, "1");
+    assert_eq!(body_of(&srv, "/get/a", &cookie.value).await, "1");
 
     // Persistent cookie: Max-Age is the time the session has left.
     let idle = Duration::from_secs(20 * 60);
-    let persistent = app(backend.manager(
-        SessionConfig::default()
-            .persistent_cookie(true)
-            .idle_timeout(idle),
-    ));
+    let persistent = app(
+        fw,
+        backend.manager(
+            SessionConfig::default()
+                .persistent_cookie(true)
+                .idle_timeout(idle),
+        ),
+    )
+    .await;
     let res = get_with(&persistent, "/set/a/1", None).await;
     let cookie = res.session_cookie().expect("first write sets the cookie");
     cookie.assert_default_attributes();
@@ -92,14 +95,18 @@ async fn cookie_attributes_and_defaults(backend: Backend) {
     assert_eq!(res.cache_control(), Some("no-store"));
 
     // Non-default attributes are honoured.
-    let custom = app(backend.manager(
-        SessionConfig::default()
-            .path("/app")
-            .domain(Some("example.com".to_owned()))
-            .same_site(sessionkit::SameSite::Strict)
-            .secure(false)
-            .http_only(false),
-    ));
+    let custom = app(
+        fw,
+        backend.manager(
+            SessionConfig::default()
+                .path("/app")
+                .domain(Some("example.com".to_owned()))
+                .same_site(sessionkit::SameSite::Strict)
+                .secure(false)
+                .http_only(false),
+        ),
+    )
+    .await;
     let res = get_with(&custom, "/set/a/1", None).await;
     let c = res.session_cookie().expect("cookie");
     assert_eq!(c.value_of("Path"), Some("/app"), "{}", c.raw);
@@ -113,11 +120,11 @@ async fn cookie_attributes_and_defaults(backend: Backend) {
     assert!(!c.has("Secure") && !c.has("HttpOnly"), "{}", c.raw);
 }
 
-async fn persistent_cookie_max_age_is_refreshed_by_touch(backend: Backend) {
+async fn persistent_cookie_max_age_is_refreshed_by_touch(backend: Backend, fw: Framework) {
     // idle 2 s: the touch interval is capped at 1 s.
     let config = SessionConfig::default().idle_timeout(Duration::from_secs(2));
-    let plain = app(backend.manager(config.clone()));
-    let persistent = app(backend.manager(config.persistent_cookie(true)));
+    let plain = app(fw, backend.manager(config.clone())).await;
+    let persistent = app(fw, backend.manager(config.persistent_cookie(true))).await;
 
     let plain_token = get_with(&plain, "/set/a/1", None).await.expect_token();
     let res = get_with(&persistent, "/set/a/1", None).await;
@@ -151,47 +158,47 @@ async fn persistent_cookie_max_age_is_refreshed_by_touch(backend: Backend) {
 
 // ---------------------------------------------------------------- 2. CRUD
 
-async fn create_read_update_remove_across_requests(backend: Backend) {
-    let router = app(backend.manager(SessionConfig::default()));
+async fn create_read_update_remove_across_requests(backend: Backend, fw: Framework) {
+    let srv = app(fw, backend.manager(SessionConfig::default())).await;
     let mut c = Client::new();
 
-    assert_eq!(c.body(&router, "/incr").await, "1");
+    assert_eq!(c.body(&srv, "/incr").await, "1");
     let token = c.token().to_owned();
     for expected in 2..=5 {
-        let res = c.get(&router, "/incr").await;
+        let res = c.get(&srv, "/incr").await;
         assert_eq!(res.body, expected.to_string());
         res.assert_ok_without_cookie("update of a stored session");
     }
     assert_eq!(c.token(), token, "the token does not change on updates");
 
-    assert_eq!(c.body(&router, "/set/name/bob").await, "ok");
-    assert_eq!(c.body(&router, "/get/name").await, "bob");
-    assert_eq!(c.body(&router, "/set/name/carol").await, "ok");
-    assert_eq!(c.body(&router, "/get/name").await, "carol");
-    assert_eq!(c.body(&router, "/keys").await, "n,name");
+    assert_eq!(c.body(&srv, "/set/name/bob").await, "ok");
+    assert_eq!(c.body(&srv, "/get/name").await, "bob");
+    assert_eq!(c.body(&srv, "/set/name/carol").await, "ok");
+    assert_eq!(c.body(&srv, "/get/name").await, "carol");
+    assert_eq!(c.body(&srv, "/keys").await, "n,name");
 
-    assert_eq!(c.body(&router, "/remove/name").await, "true");
-    assert_eq!(c.body(&router, "/remove/name").await, "false");
-    assert_eq!(c.body(&router, "/get/name").await, NONE);
-    assert_eq!(c.body(&router, "/get/n").await, "5");
+    assert_eq!(c.body(&srv, "/remove/name").await, "true");
+    assert_eq!(c.body(&srv, "/remove/name").await, "false");
+    assert_eq!(c.body(&srv, "/get/name").await, NONE);
+    assert_eq!(c.body(&srv, "/get/n").await, "5");
 
     // Another client sees none of it.
     let mut other = Client::new();
-    assert_eq!(other.body(&router, "/get/n").await, NONE);
-    assert_eq!(other.body(&router, "/incr").await, "1");
-    assert_eq!(c.body(&router, "/get/n").await, "5");
+    assert_eq!(other.body(&srv, "/get/n").await, NONE);
+    assert_eq!(other.body(&srv, "/incr").await, "1");
+    assert_eq!(c.body(&srv, "/get/n").await, "5");
 
     // Clear empties the session but keeps it (same cookie, counting restarts).
-    assert_eq!(c.body(&router, "/set/x/y").await, "ok");
-    let res = c.get(&router, "/clear").await;
+    assert_eq!(c.body(&srv, "/set/x/y").await, "ok");
+    let res = c.get(&srv, "/clear").await;
     res.assert_ok_without_cookie("clear");
-    assert_eq!(c.body(&router, "/keys").await, "");
-    assert_eq!(c.body(&router, "/get/n").await, NONE);
-    let res = c.get(&router, "/incr").await;
+    assert_eq!(c.body(&srv, "/keys").await, "");
+    assert_eq!(c.body(&srv, "/get/n").await, NONE);
+    let res = c.get(&srv, "/incr").await;
     assert_eq!(res.body, "1");
     res.assert_ok_without_cookie("write after clear");
     assert_eq!(c.token(), token);
-    assert_eq!(c.body(&router, "/keys").await, "n");
+    assert_eq!(c.body(&srv, "/keys").await, "n");
 }
 
 // ---------------------------------------------------------------- 3. no writes
@@ -291,38 +298,38 @@ impl SessionStore for CountingStore {
     }
 }
 
-async fn unchanged_session_writes_nothing(backend: Backend) {
+async fn unchanged_session_writes_nothing(backend: Backend, fw: Framework) {
     let counting = Arc::new(CountingStore::new(backend.store()));
     let config = SessionConfig::default().touch_interval(Duration::from_secs(600));
-    let router = app(SessionManager::from_arc(counting.clone(), config));
+    let srv = app(fw, SessionManager::from_arc(counting.clone(), config)).await;
 
     // Anonymous requests that write nothing: no store call, no cookie.
     for path in ["/whoami", "/get/a", "/keys", "/id", "/remove/a", "/clear"] {
-        get_with(&router, path, None)
+        get_with(&srv, path, None)
             .await
             .assert_ok_without_cookie(path);
     }
     assert_eq!(counting.total(), 0, "anonymous reads touched the store");
 
     // First write: one create, nothing else.
-    let token = get_with(&router, "/set/a/1", None).await.expect_token();
+    let token = get_with(&srv, "/set/a/1", None).await.expect_token();
     assert_eq!(counting.get("create"), 1);
     assert_eq!(counting.total(), 1);
-    get_with(&router, "/set/b/2", Some(&token)).await;
+    get_with(&srv, "/set/b/2", Some(&token)).await;
     counting.reset();
 
     // Read-only requests: one load each, no write, no cookie.
     for _ in 0..3 {
-        let res = get_with(&router, "/get/a", Some(&token)).await;
+        let res = get_with(&srv, "/get/a", Some(&token)).await;
         assert_eq!(res.body, "1");
         res.assert_ok_without_cookie("read-only request");
     }
     // Writing the value already there changes nothing either; so does
     // removing a key that is absent.
-    get_with(&router, "/set/a/1", Some(&token))
+    get_with(&srv, "/set/a/1", Some(&token))
         .await
         .assert_ok_without_cookie("rewrite of an equal value");
-    get_with(&router, "/remove/zzz", Some(&token))
+    get_with(&srv, "/remove/zzz", Some(&token))
         .await
         .assert_ok_without_cookie("removal of an absent key");
     assert_eq!(counting.get("load"), 5);
@@ -336,7 +343,7 @@ async fn unchanged_session_writes_nothing(backend: Backend) {
 
     // A change writes one delta with only the changed key.
     counting.reset();
-    get_with(&router, "/set/b/3", Some(&token))
+    get_with(&srv, "/set/b/3", Some(&token))
         .await
         .assert_ok_without_cookie("update");
     assert_eq!((counting.get("load"), counting.get("save")), (1, 1));
@@ -354,14 +361,14 @@ async fn unchanged_session_writes_nothing(backend: Backend) {
 
     // A well-formed but unknown token: one load, nothing created, no cookie.
     counting.reset();
-    let unknown = get_with(&router, "/set/q/1", None).await.expect_token();
+    let unknown = get_with(&srv, "/set/q/1", None).await.expect_token();
     backend
         .manager(SessionConfig::default())
-        .revoke(&token_id(&router, &unknown).await)
+        .revoke(&token_id(&srv, &unknown).await)
         .await
         .unwrap();
     counting.reset();
-    let res = get_with(&router, "/get/q", Some(&unknown)).await;
+    let res = get_with(&srv, "/get/q", Some(&unknown)).await;
     assert_eq!(res.body, NONE);
     res.assert_ok_without_cookie("read with an unknown token");
     assert_eq!(counting.get("load"), 1);
@@ -369,8 +376,8 @@ async fn unchanged_session_writes_nothing(backend: Backend) {
 }
 
 /// The public id of the session `token` names, via the `/id` route.
-async fn token_id(router: &Router, token: &str) -> SessionId {
-    body_of(router, "/id", token)
+async fn token_id(srv: &TestServer, token: &str) -> SessionId {
+    body_of(srv, "/id", token)
         .await
         .parse()
         .expect("a session id")
@@ -378,40 +385,44 @@ async fn token_id(router: &Router, token: &str) -> SessionId {
 
 // ---------------------------------------------------------------- 4. delta merge
 
-async fn concurrent_requests_changing_different_keys_both_keep_their_change(backend: Backend) {
+async fn concurrent_requests_changing_different_keys_both_keep_their_change(
+    backend: Backend,
+    fw: Framework,
+) {
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let b = barrier.clone();
-    let router = with_layer(
+    let srv = with_layer(
+        fw,
         routes().route(
             "/sync-set/{key}/{value}",
-            get(
-                move |session: Session, Path((key, value)): Path<(String, String)>| {
-                    let b = b.clone();
-                    async move {
-                        // Both requests have loaded the session before either writes.
-                        let before = session.keys().len();
-                        b.wait().await;
-                        session.insert(key, value)?;
-                        Ok::<_, Error>(before.to_string())
-                    }
-                },
-            ),
+            move |session: Session, params: Vec<String>| {
+                let b = b.clone();
+                async move {
+                    let [key, value] = <[String; 2]>::try_from(params).expect("two params");
+                    // Both requests have loaded the session before either writes.
+                    let before = session.keys().len();
+                    b.wait().await;
+                    session.insert(key, value)?;
+                    Ok::<_, Error>(before.to_string())
+                }
+            },
         ),
         backend.manager(SessionConfig::default()),
-    );
+    )
+    .await;
 
     let mut c = Client::new();
-    c.body(&router, "/set/base/0").await;
+    c.body(&srv, "/set/base/0").await;
     let token = c.token().to_owned();
 
     let (a, b) = tokio::join!(
         tokio::spawn({
-            let r = router.clone();
+            let r = srv.clone();
             let t = token.clone();
             async move { get_with(&r, "/sync-set/left/1", Some(&t)).await }
         }),
         tokio::spawn({
-            let r = router.clone();
+            let r = srv.clone();
             let t = token.clone();
             async move { get_with(&r, "/sync-set/right/2", Some(&t)).await }
         }),
@@ -421,26 +432,26 @@ async fn concurrent_requests_changing_different_keys_both_keep_their_change(back
     assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "1"));
     assert_eq!((b.status, b.body.as_str()), (StatusCode::OK, "1"));
 
-    assert_eq!(c.body(&router, "/keys").await, "base,left,right");
-    assert_eq!(c.body(&router, "/get/left").await, "1");
-    assert_eq!(c.body(&router, "/get/right").await, "2");
-    assert_eq!(c.body(&router, "/get/base").await, "0");
+    assert_eq!(c.body(&srv, "/keys").await, "base,left,right");
+    assert_eq!(c.body(&srv, "/get/left").await, "1");
+    assert_eq!(c.body(&srv, "/get/right").await, "2");
+    assert_eq!(c.body(&srv, "/get/base").await, "0");
 }
 
 // ---------------------------------------------------------------- 10. bad cookies
 
-async fn bad_cookies_give_a_fresh_anonymous_session(backend: Backend) {
+async fn bad_cookies_give_a_fresh_anonymous_session(backend: Backend, fw: Framework) {
     let manager = backend.manager(SessionConfig::default());
-    let router = app(manager.clone());
+    let srv = app(fw, manager.clone()).await;
 
     // A real session with data and a user, and a revoked one.
     let mut real = Client::new();
-    real.body(&router, "/set/secret/42").await;
-    real.body(&router, "/login/alice").await;
+    real.body(&srv, "/set/secret/42").await;
+    real.body(&srv, "/login/alice").await;
     let token = real.token().to_owned();
     let mut gone = Client::new();
-    gone.body(&router, "/set/secret/43").await;
-    gone.body(&router, "/login/bob").await;
+    gone.body(&srv, "/set/secret/43").await;
+    gone.body(&srv, "/login/bob").await;
     let revoked = gone.token().to_owned();
     assert_eq!(manager.revoke_user("bob").await.unwrap(), 1);
 
@@ -503,8 +514,8 @@ async fn bad_cookies_give_a_fresh_anonymous_session(backend: Backend) {
     for (what, headers) in cases {
         let with = |path: &'static str| {
             let headers: Vec<_> = headers.iter().map(|v| (COOKIE, v.clone())).collect();
-            let router = router.clone();
-            async move { get_with_headers(&router, path, headers).await }
+            let srv = srv.clone();
+            async move { get_with_headers(&srv, path, headers).await }
         };
         let res = with("/keys").await;
         assert_eq!(res.status, StatusCode::OK, "{what}: {}", res.body);
@@ -519,14 +530,14 @@ async fn bad_cookies_give_a_fresh_anonymous_session(backend: Backend) {
         let fresh = res.expect_token();
         assert_ne!(fresh, token, "{what}");
         assert_ne!(fresh, revoked, "{what}");
-        assert_eq!(body_of(&router, "/keys", &fresh).await, "fresh", "{what}");
-        assert_eq!(whoami(&router, &fresh).await, ANONYMOUS, "{what}");
+        assert_eq!(body_of(&srv, "/keys", &fresh).await, "fresh", "{what}");
+        assert_eq!(whoami(&srv, &fresh).await, ANONYMOUS, "{what}");
     }
 
     // The real session was not disturbed, and is found among several headers.
-    assert_eq!(whoami(&router, &token).await, "alice");
+    assert_eq!(whoami(&srv, &token).await, "alice");
     let res = get_with_headers(
-        &router,
+        &srv,
         "/get/secret",
         vec![
             (COOKIE, hv("theme=dark; id=garbage")),
@@ -535,60 +546,79 @@ async fn bad_cookies_give_a_fresh_anonymous_session(backend: Backend) {
     )
     .await;
     assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "42"));
-    assert_eq!(whoami(&router, &revoked).await, ANONYMOUS);
+    assert_eq!(whoami(&srv, &revoked).await, ANONYMOUS);
 }
 
 // ---------------------------------------------------------------- 11. purge
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_purge_frees_memory() {
-    let clock = ManualClock::starting_now();
-    let store = MemoryStore::builder()
-        .clock(clock.clone())
-        .purge_interval(Some(Duration::from_millis(20)))
-        .build();
-    let config = SessionConfig::default()
-        .idle_timeout(Duration::from_secs(2))
-        .rotation_grace(Duration::from_secs(5));
-    let manager = SessionManager::new(store.clone(), config);
-    let router = app(manager.clone());
+    // The purge is the memory store's; the layer in front does not matter,
+    // but both are exercised.
+    for fw in Framework::all() {
+        let clock = ManualClock::starting_now();
+        let store = MemoryStore::builder()
+            .clock(clock.clone())
+            .purge_interval(Some(Duration::from_millis(20)))
+            .build();
+        let config = SessionConfig::default()
+            .idle_timeout(Duration::from_secs(2))
+            .rotation_grace(Duration::from_secs(5));
+        let manager = SessionManager::new(store.clone(), config);
+        let srv = app(fw, manager.clone()).await;
 
-    let mut tokens = Vec::new();
-    for _ in 0..5 {
-        tokens.push(get_with(&router, "/set/a/1", None).await.expect_token());
+        let mut tokens = Vec::new();
+        for _ in 0..5 {
+            tokens.push(get_with(&srv, "/set/a/1", None).await.expect_token());
+        }
+        let mut user = Client::new();
+        user.body(&srv, "/set/a/1").await;
+        user.body(&srv, "/login/alice").await; // a session and a "moved" marker
+        assert_eq!(store.len(), 7);
+
+        // The purge task runs but keeps what is live.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.len(), 7, "purge removed live sessions");
+        assert_eq!(body_of(&srv, "/get/a", &tokens[0]).await, "1");
+
+        clock.advance(Duration::from_secs(10));
+        // ~200 ms is plenty (the purge runs every 20 ms); allow more on a busy machine.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !store.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.len(), 0, "expired sessions were not purged");
+        assert!(store.is_empty());
+        assert!(manager.sessions_of("alice").await.unwrap().is_empty());
+        assert_eq!(body_of(&srv, "/get/a", &tokens[0]).await, NONE);
     }
-    let mut user = Client::new();
-    user.body(&router, "/set/a/1").await;
-    user.body(&router, "/login/alice").await; // a session and a "moved" marker
-    assert_eq!(store.len(), 7);
-
-    // The purge task runs but keeps what is live.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(store.len(), 7, "purge removed live sessions");
-    assert_eq!(body_of(&router, "/get/a", &tokens[0]).await, "1");
-
-    clock.advance(Duration::from_secs(10));
-    // ~200 ms is plenty (the purge runs every 20 ms); allow more on a busy machine.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while !store.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(store.len(), 0, "expired sessions were not purged");
-    assert!(store.is_empty());
-    assert!(manager.sessions_of("alice").await.unwrap().is_empty());
-    assert_eq!(body_of(&router, "/get/a", &tokens[0]).await, NONE);
 }
 
 // ---------------------------------------------------------------- 12. no layer
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_layer_is_a_500_that_names_the_layer() {
-    let router = routes(); // no SessionLayer
-    for path in ["/whoami", "/set/a/1"] {
-        let res = get_with(&router, path, None).await;
-        assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
-        assert!(res.body.contains("SessionLayer"), "{path}: {}", res.body);
-        assert!(res.body.contains("layer"), "{path}: {}", res.body);
+    for fw in Framework::all() {
+        let srv = without_layer(fw, routes()).await; // no session middleware
+        let layer = match fw {
+            Framework::Axum => "SessionLayer",
+            #[cfg(feature = "actix")]
+            Framework::Actix => "SessionMiddleware",
+        };
+        for path in ["/whoami", "/set/a/1"] {
+            let res = get_with(&srv, path, None).await;
+            assert_eq!(
+                res.status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{fw:?} {path}"
+            );
+            assert!(res.body.contains(layer), "{fw:?} {path}: {}", res.body);
+            assert!(res.body.contains("layer"), "{fw:?} {path}: {}", res.body);
+            assert!(
+                res.session_cookie().is_none(),
+                "{fw:?} {path}: cookie without a layer"
+            );
+        }
     }
 }
 
@@ -708,19 +738,20 @@ fn assert_unavailable(res: &Resp, what: &str) {
     );
 }
 
-async fn store_failure_gives_503_and_recovers(backend: Backend) {
+async fn store_failure_gives_503_and_recovers(backend: Backend, fw: Framework) {
     let flaky = Arc::new(FlakyStore::new(backend.store()));
-    let router = app(SessionManager::from_arc(
-        flaky.clone(),
-        SessionConfig::default(),
-    ));
+    let srv = app(
+        fw,
+        SessionManager::from_arc(flaky.clone(), SessionConfig::default()),
+    )
+    .await;
     let mut c = Client::new();
-    c.body(&router, "/set/a/1").await;
+    c.body(&srv, "/set/a/1").await;
     let token = c.token().to_owned();
 
     flaky.set(DOWN);
     for path in ["/get/a", "/set/a/2", "/whoami", "/login/alice", "/logout"] {
-        let res = get_with(&router, path, Some(&token)).await;
+        let res = get_with(&srv, path, Some(&token)).await;
         assert_unavailable(&res, path);
         assert!(
             res.session_cookie().is_none(),
@@ -728,53 +759,49 @@ async fn store_failure_gives_503_and_recovers(backend: Backend) {
         );
     }
     // An anonymous write must store a session: that fails too.
-    assert_unavailable(
-        &get_with(&router, "/set/b/1", None).await,
-        "anonymous write",
-    );
+    assert_unavailable(&get_with(&srv, "/set/b/1", None).await, "anonymous write");
     // An anonymous read needs no store at all.
-    get_with(&router, "/whoami", None)
+    get_with(&srv, "/whoami", None)
         .await
         .assert_ok_without_cookie("anonymous read while the store is down");
 
     // The store comes back: the session is intact and usable.
     flaky.set(UP);
-    assert_eq!(body_of(&router, "/get/a", &token).await, "1");
-    assert_eq!(body_of(&router, "/set/a/3", &token).await, "ok");
-    assert_eq!(body_of(&router, "/get/a", &token).await, "3");
+    assert_eq!(body_of(&srv, "/get/a", &token).await, "1");
+    assert_eq!(body_of(&srv, "/set/a/3", &token).await, "ok");
+    assert_eq!(body_of(&srv, "/get/a", &token).await, "3");
 }
 
-async fn slow_store_gives_503_within_the_timeout(backend: Backend) {
+async fn slow_store_gives_503_within_the_timeout(backend: Backend, fw: Framework) {
     let flaky = Arc::new(FlakyStore::new(backend.store()));
     let f = flaky.clone();
-    let router = with_layer(
-        routes().route(
-            "/slow-save",
-            get(move |session: Session| {
-                let f = f.clone();
-                async move {
-                    // The load was fast; the save will be slow.
-                    f.set(SLOW);
-                    session.insert("late", 1)?;
-                    Ok::<_, Error>("handler done")
-                }
-            }),
-        ),
+    let srv = with_layer(
+        fw,
+        routes().route("/slow-save", move |session: Session, _| {
+            let f = f.clone();
+            async move {
+                // The load was fast; the save will be slow.
+                f.set(SLOW);
+                session.insert("late", 1)?;
+                Ok::<_, Error>("handler done")
+            }
+        }),
         SessionManager::from_arc(
             flaky.clone(),
             SessionConfig::default().store_timeout(Duration::from_millis(100)),
         ),
-    );
-    let token = get_with(&router, "/set/a/1", None).await.expect_token();
+    )
+    .await;
+    let token = get_with(&srv, "/set/a/1", None).await.expect_token();
 
     let timed = |path: &'static str, mode: u8| {
-        let router = router.clone();
+        let srv = srv.clone();
         let token = token.clone();
         let flaky = flaky.clone();
         async move {
             flaky.set(mode);
             let started = Instant::now();
-            let res = get_with(&router, path, Some(&token)).await;
+            let res = get_with(&srv, path, Some(&token)).await;
             let took = started.elapsed();
             assert_unavailable(&res, path);
             assert!(took < Duration::from_secs(1), "{path}: took {took:?}");
@@ -787,7 +814,7 @@ async fn slow_store_gives_503_within_the_timeout(backend: Backend) {
 
     // The store answers again: nothing half-written, the session works.
     flaky.set(UP);
-    assert_eq!(body_of(&router, "/keys", &token).await, "a");
-    assert_eq!(body_of(&router, "/set/c/1", &token).await, "ok");
-    assert_eq!(body_of(&router, "/keys", &token).await, "a,c");
+    assert_eq!(body_of(&srv, "/keys", &token).await, "a");
+    assert_eq!(body_of(&srv, "/set/c/1", &token).await, "ok");
+    assert_eq!(body_of(&srv, "/keys", &token).await, "a,c");
 }
