@@ -403,16 +403,17 @@ async fn reject_new_changes_nothing(b: Backend) {
     );
 }
 
-async fn concurrent_single_logins_leave_exactly_one(b: Backend) {
-    let store = b.store();
-    let single = UserLimit::Max {
-        max: 1,
-        policy: MaxSessionsPolicy::EvictOldest,
-    };
-    let tasks: Vec<_> = (0..50)
+/// Logs `user` in `n` times at once under `limit`; returns how many of the
+/// new sessions are live once every login has finished.
+async fn live_after_concurrent_logins(
+    store: &Arc<dyn SessionStore>,
+    n: usize,
+    limit: UserLimit,
+) -> usize {
+    let tasks: Vec<_> = (0..n)
         .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move { login(&*store, None, "ada", single).await.0 })
+            let store = Arc::clone(store);
+            tokio::spawn(async move { login(&*store, None, "ada", limit).await.0 })
         })
         .collect();
     let mut ids = Vec::new();
@@ -421,9 +422,22 @@ async fn concurrent_single_logins_leave_exactly_one(b: Backend) {
     }
     let mut alive = 0;
     for id in &ids {
-        alive += usize::from(live(&*store, id).await);
+        alive += usize::from(live(&**store, id).await);
     }
-    assert_eq!(alive, 1, "exactly one live token");
+    alive
+}
+
+async fn concurrent_single_logins_leave_exactly_one(b: Backend) {
+    let store = b.store();
+    let single = UserLimit::Max {
+        max: 1,
+        policy: MaxSessionsPolicy::EvictOldest,
+    };
+    assert_eq!(
+        live_after_concurrent_logins(&store, 50, single).await,
+        1,
+        "exactly one live token"
+    );
     assert_eq!(
         store.sessions_of("ada", &timeouts()).await.unwrap().len(),
         1
@@ -436,21 +450,7 @@ async fn concurrent_logins_respect_max_sessions(b: Backend) {
         max: 5,
         policy: MaxSessionsPolicy::EvictOldest,
     };
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move { login(&*store, None, "ada", limit).await.0 })
-        })
-        .collect();
-    let mut ids = Vec::new();
-    for t in tasks {
-        ids.push(t.await.unwrap());
-    }
-    let mut alive = 0;
-    for id in &ids {
-        alive += usize::from(live(&*store, id).await);
-    }
-    assert_eq!(alive, 5);
+    assert_eq!(live_after_concurrent_logins(&store, 50, limit).await, 5);
     assert_eq!(
         store.sessions_of("ada", &timeouts()).await.unwrap().len(),
         5
