@@ -32,7 +32,7 @@ use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceRes
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
-use crate::{Error, HeaderSource, ResponseHeaders, Session, SessionManager};
+use crate::{Error, HeaderSource, RequestSession, ResponseHeaders, Session, SessionManager};
 
 /// Adds sessions to every request of the wrapped actix-web service.
 #[derive(Clone, Debug)]
@@ -91,13 +91,10 @@ where
         let manager = self.manager.clone();
         Box::pin(async move {
             let ip = req.peer_addr().map(|a| a.ip());
-            let session = match manager.load_request(&ActixHeaders(req.headers()), ip).await {
-                Ok(session) => session,
-                Err(e) => return Ok(req.error_response(e).map_into_right_body()),
-            };
+            let session = RequestSession::new(&manager, &ActixHeaders(req.headers()), ip);
             req.extensions_mut().insert(session.clone());
             let mut res = service.call(req).await?;
-            match manager.commit(&session).await {
+            match session.finish().await {
                 Ok(headers) => apply(&headers, res.headers_mut()),
                 Err(e) => return Ok(res.error_response(e).map_into_right_body()),
             }
@@ -135,15 +132,11 @@ fn apply(headers: &ResponseHeaders, out: &mut HeaderMap) {
 
 impl FromRequest for Session {
     type Error = Error;
-    type Future = Ready<Result<Session, Error>>;
+    type Future = LocalBoxFuture<Result<Session, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions()
-                .get::<Session>()
-                .cloned()
-                .ok_or(Error::MissingLayer),
-        )
+        let request = req.extensions().get::<RequestSession>().cloned();
+        Box::pin(async move { request.ok_or(Error::MissingLayer)?.session().await })
     }
 }
 

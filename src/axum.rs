@@ -27,7 +27,7 @@ use http::{HeaderName, HeaderValue, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Error, ResponseHeaders, Session, SessionManager};
+use crate::{Error, RequestSession, ResponseHeaders, Session, SessionManager};
 
 /// Adds sessions to every request of the wrapped service.
 #[derive(Clone, Debug)]
@@ -88,13 +88,10 @@ where
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|ConnectInfo(addr)| addr.ip());
-            let session = match manager.load_request(req.headers(), ip).await {
-                Ok(session) => session,
-                Err(e) => return Ok(e.into_response()),
-            };
+            let session = RequestSession::new(&manager, req.headers(), ip);
             req.extensions_mut().insert(session.clone());
             let mut res = inner.call(req).await?;
-            match manager.commit(&session).await {
+            match session.finish().await {
                 Ok(headers) => apply(&headers, res.headers_mut()),
                 Err(e) => return Ok(e.into_response()),
             }
@@ -125,11 +122,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
+        let request = parts
             .extensions
-            .get::<Session>()
+            .get::<RequestSession>()
             .cloned()
-            .ok_or(Error::MissingLayer)
+            .ok_or(Error::MissingLayer)?;
+        request.session().await
     }
 }
 

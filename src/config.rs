@@ -29,6 +29,21 @@ pub enum UserLimit {
     },
 }
 
+/// What the middleware does when the store fails or times out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreFailure {
+    /// Answer `503 Service Unavailable` (the default). The client can retry;
+    /// nothing is lost or half-written.
+    #[default]
+    Reject,
+    /// Let the request through with a fresh anonymous session that is never
+    /// written, and keep the handler's response when the final write fails.
+    /// Risky: a logged-in user looks logged out for that request, and
+    /// whatever the handler put in the session is lost. Choose it only for
+    /// apps where sessions are a convenience, not a security boundary.
+    Continue,
+}
+
 /// Where the session token travels between client and server.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TokenTransport {
@@ -40,7 +55,9 @@ pub enum TokenTransport {
     /// header, and [`Session::token`](crate::Session::token) shows it to the
     /// handler (for a JSON login response). No cookie is sent.
     Header(HeaderTransport),
-    /// The cookie first, then the header; new tokens are sent both ways.
+    /// The cookie first, then the header; new tokens are sent both ways. A
+    /// well-formed cookie wins even when its session has ended: the header is
+    /// only read when there is no usable cookie.
     CookieThenHeader(HeaderTransport),
 }
 
@@ -149,6 +166,7 @@ pub struct SessionConfig {
     pub(crate) user_limit: UserLimit,
     pub(crate) store_timeout: Duration,
     pub(crate) transport: TokenTransport,
+    pub(crate) store_failure: StoreFailure,
 }
 
 impl Default for SessionConfig {
@@ -169,6 +187,7 @@ impl Default for SessionConfig {
             user_limit: UserLimit::Unlimited,
             store_timeout: Duration::from_secs(2),
             transport: TokenTransport::Cookie,
+            store_failure: StoreFailure::Reject,
         }
     }
 }
@@ -293,6 +312,13 @@ impl SessionConfig {
     /// request fails with 503. Default 2 s.
     pub fn store_timeout(mut self, d: Duration) -> Self {
         self.store_timeout = d;
+        self
+    }
+
+    /// What happens when the store fails or times out: `503` (default) or
+    /// continue without a session. See [`StoreFailure`].
+    pub fn on_store_failure(mut self, behaviour: StoreFailure) -> Self {
+        self.store_failure = behaviour;
         self
     }
 

@@ -1,8 +1,9 @@
-//! Distributed web sessions for axum (and, soon, actix-web).
+//! Distributed web sessions for axum and actix-web.
 //!
-//! `sessionkit` loads the session named by the request's cookie before your
-//! handler runs, hands it over as the [`Session`] extractor, and afterwards
-//! writes back only the keys that changed. Sessions can be bound to a user:
+//! `sessionkit` loads the session named by the request's cookie (or token
+//! header) when a handler asks for the [`Session`] extractor, before the
+//! handler's body runs, and afterwards writes back only the keys that
+//! changed. A route that never extracts the session costs no store call. Sessions can be bound to a user:
 //! list a user's sessions (one per device), log a user out everywhere or on
 //! other devices, allow one login at a time or at most *n*. Login rotates the
 //! token; revocation is final even for requests already in flight.
@@ -50,7 +51,9 @@
 //! - Logout and revocation are final: a request in flight with the session
 //!   cannot write it back; its response is kept and clears the cookie.
 //! - Expiry (idle and absolute) is decided by the store's clock.
-//! - A store failure or timeout becomes `503 Service Unavailable`.
+//! - A store failure or timeout becomes `503 Service Unavailable` for the
+//!   requests that use the session (configurable: [`StoreFailure`]); routes
+//!   that do not use it are unaffected.
 //!
 //! See OWASP's [Session Management Cheat Sheet] for the reasoning behind the
 //! defaults.
@@ -66,6 +69,7 @@ mod cookies;
 mod error;
 mod headers;
 mod manager;
+mod request;
 mod session;
 pub mod store;
 mod token;
@@ -78,12 +82,14 @@ pub mod axum;
 pub use store::redis;
 
 pub use config::{
-    HeaderTransport, MaxSessionsPolicy, SameSite, SessionConfig, TokenTransport, UserLimit,
+    HeaderTransport, MaxSessionsPolicy, SameSite, SessionConfig, StoreFailure, TokenTransport,
+    UserLimit,
 };
 pub use cookies::MAX_COOKIE_HEADER_LEN;
 pub use error::{BoxError, Error, Result};
 pub use headers::{HeaderSource, ResponseHeaders};
 pub use manager::SessionManager;
+pub use request::RequestSession;
 pub use session::{Session, Status};
 #[cfg(feature = "memory")]
 pub use store::memory::{MemoryStore, MemoryStoreBuilder};

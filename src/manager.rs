@@ -95,6 +95,16 @@ impl SessionManager {
         self.load(token, client).await
     }
 
+    /// A fresh anonymous session that commit never writes, for
+    /// [`StoreFailure::Continue`](crate::StoreFailure::Continue).
+    pub(crate) fn detached_session(&self, client: ClientInfo) -> Session {
+        let st = State {
+            detached: true,
+            ..State::default()
+        };
+        Session::new(self.clone(), client, st)
+    }
+
     /// Loads the session a token names (see [`load_request`](Self::load_request)).
     ///
     /// # Errors
@@ -168,6 +178,9 @@ impl SessionManager {
         let timeouts = &self.inner.timeouts;
         let (id, token, delta, rotation_due) = {
             let mut st = session.lock();
+            if st.detached {
+                return Ok(CookieAction::None);
+            }
             if st.status == Status::Destroyed {
                 let client_may_hold_cookie = st.had_token || st.token.is_some();
                 return Ok(if client_may_hold_cookie {
@@ -321,6 +334,8 @@ impl SessionManager {
                 st.id = Some(new_id);
                 st.token = Some(new);
                 st.user_id = Some(user_id);
+                // A stand-in session that logs in is a real one from now on.
+                st.detached = false;
                 st.send_token = true;
                 st.rotation_due = false;
                 st.expiry = Some(written);

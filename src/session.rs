@@ -26,7 +26,7 @@ pub enum Status {
 
 /// The session of the current request.
 ///
-/// The middleware loads it before the handler runs, so [`get`](Self::get),
+/// It is loaded when the extractor runs, before the handler's body, so [`get`](Self::get),
 /// [`insert`](Self::insert), [`remove`](Self::remove) and
 /// [`clear`](Self::clear) are synchronous and touch no store. After the
 /// handler, only the keys that changed are written (a per-key delta), so two
@@ -73,6 +73,9 @@ pub(crate) struct State {
     pub had_token: bool,
     /// Periodic rotation is due at commit.
     pub rotation_due: bool,
+    /// Stand-in for a session the store could not load
+    /// ([`StoreFailure::Continue`](crate::StoreFailure::Continue)): never written.
+    pub detached: bool,
 }
 
 impl State {

@@ -25,13 +25,14 @@ use sessionkit::store::{
 };
 use sessionkit::{
     Error, MemoryStore, Result, Session, SessionConfig, SessionId, SessionInfo, SessionManager,
-    SessionStore,
+    SessionStore, StoreFailure,
 };
 
 use http_client::*;
 use support::Backend;
 
 scenario_tests!(
+    continue_on_store_failure_serves_without_a_session,
     cookie_attributes_and_defaults,
     persistent_cookie_max_age_is_refreshed_by_touch,
     create_read_update_remove_across_requests,
@@ -634,6 +635,7 @@ const SLOW: u8 = 2;
 struct FlakyStore {
     inner: Arc<dyn SessionStore>,
     mode: AtomicU8,
+    calls: std::sync::atomic::AtomicUsize,
 }
 
 impl FlakyStore {
@@ -641,6 +643,7 @@ impl FlakyStore {
         FlakyStore {
             inner,
             mode: AtomicU8::new(UP),
+            calls: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -648,7 +651,13 @@ impl FlakyStore {
         self.mode.store(mode, Ordering::SeqCst);
     }
 
+    /// How many store calls were made, failed ones included.
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
     async fn gate(&self) -> Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         match self.mode.load(Ordering::SeqCst) {
             DOWN => Err(Error::store("down")),
             SLOW => {
@@ -764,12 +773,73 @@ async fn store_failure_gives_503_and_recovers(backend: Backend, fw: Framework) {
     get_with(&srv, "/whoami", None)
         .await
         .assert_ok_without_cookie("anonymous read while the store is down");
+    // A handler that never asks for the session is untouched by the outage,
+    // even when the request carries a session cookie: loading is lazy.
+    let calls_before_plain = flaky.calls();
+    let res = get_with(&srv, PLAIN, Some(&token)).await;
+    assert_eq!(res.body, PLAIN_BODY);
+    res.assert_ok_without_cookie("a session-free route while the store is down");
+    assert_eq!(
+        flaky.calls(),
+        calls_before_plain,
+        "a session-free route makes no store call"
+    );
 
     // The store comes back: the session is intact and usable.
     flaky.set(UP);
     assert_eq!(body_of(&srv, "/get/a", &token).await, "1");
     assert_eq!(body_of(&srv, "/set/a/3", &token).await, "ok");
     assert_eq!(body_of(&srv, "/get/a", &token).await, "3");
+}
+
+async fn continue_on_store_failure_serves_without_a_session(backend: Backend, fw: Framework) {
+    let flaky = Arc::new(FlakyStore::new(backend.store()));
+    let f = flaky.clone();
+    let config = SessionConfig::default().on_store_failure(StoreFailure::Continue);
+    let srv = with_layer(
+        fw,
+        routes().route("/fail-at-save", move |session: Session, _| {
+            let f = f.clone();
+            async move {
+                // The load worked; the store dies before the write.
+                f.set(DOWN);
+                session.insert("a", "lost")?;
+                Ok::<_, Error>("handler done")
+            }
+        }),
+        SessionManager::from_arc(flaky.clone(), config),
+    )
+    .await;
+    let mut c = Client::new();
+    c.body(&srv, "/set/a/1").await;
+    c.body(&srv, "/login/ada").await;
+    let token = c.token().to_owned();
+
+    flaky.set(DOWN);
+    let res = get_with(&srv, "/whoami", Some(&token)).await;
+    res.assert_ok_without_cookie("a load failure lets the request through");
+    assert_eq!(res.body, ANONYMOUS, "with a stand-in anonymous session");
+    let res = get_with(&srv, "/set/a/2", Some(&token)).await;
+    res.assert_ok_without_cookie("a write to the stand-in session");
+    assert_eq!(res.body, "ok");
+
+    flaky.set(UP);
+    let res = get_with(&srv, "/fail-at-save", Some(&token)).await;
+    assert_eq!(res.status, StatusCode::OK, "the handler's response is kept");
+    assert_eq!(res.body, "handler done");
+    assert!(res.session_cookie().is_none());
+
+    flaky.set(UP);
+    assert_eq!(
+        whoami(&srv, &token).await,
+        "ada",
+        "the real session is intact"
+    );
+    assert_eq!(
+        body_of(&srv, "/get/a", &token).await,
+        "1",
+        "nothing written while the store was down"
+    );
 }
 
 async fn slow_store_gives_503_within_the_timeout(backend: Backend, fw: Framework) {

@@ -29,6 +29,12 @@ pub const ANONYMOUS: &str = "anonymous";
 /// The body `/get/{key}` answers for a missing key.
 pub const NONE: &str = "none";
 
+/// A route every test server has whose handler never touches the session.
+pub const PLAIN: &str = "/plain";
+
+/// What [`PLAIN`] answers.
+pub const PLAIN_BODY: &str = "no session needed";
+
 /// A few milliseconds of clock movement, so "least recently used" is defined.
 pub const TICK: Duration = Duration::from_millis(100);
 
@@ -282,7 +288,7 @@ mod axum_server {
     use super::{Routes, Running};
 
     fn router(routes: Routes, manager: Option<SessionManager>) -> Router {
-        let mut router = Router::new();
+        let mut router = Router::new().route(super::PLAIN, get(|| async { super::PLAIN_BODY }));
         for (path, handler) in routes.iter() {
             let h = handler.clone();
             router = if path.contains('{') {
@@ -335,6 +341,7 @@ mod actix_server {
     const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
     fn configure(routes: &Routes, cfg: &mut web::ServiceConfig) {
+        cfg.route(super::PLAIN, web::get().to(|| async { super::PLAIN_BODY }));
         for (path, handler) in routes.iter() {
             let h = handler.clone();
             cfg.route(

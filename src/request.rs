@@ -1,0 +1,100 @@
+//! [`RequestSession`]: one request's claim on its session, loaded from the
+//! store only when a handler first asks for it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+use crate::config::StoreFailure;
+use crate::headers::{self, HeaderSource, ResponseHeaders};
+use crate::store::ClientInfo;
+use crate::token::Token;
+use crate::{Result, Session, SessionManager};
+
+/// What the middleware attaches to a request: the token and client details
+/// read from the headers, and the session once something asked for it.
+///
+/// Loading is lazy: a request whose handler never extracts the session
+/// costs no store call, is not written, gets no cookie, and keeps working
+/// while the store is down.
+#[derive(Clone, Debug)]
+pub struct RequestSession {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    manager: SessionManager,
+    token: Option<Token>,
+    client: ClientInfo,
+    session: OnceCell<Session>,
+}
+
+impl RequestSession {
+    /// Reads the token (cookie or header, as configured) and the client
+    /// details. No store call.
+    pub fn new(
+        manager: &SessionManager,
+        headers: &(impl HeaderSource + ?Sized),
+        ip: Option<IpAddr>,
+    ) -> Self {
+        RequestSession {
+            inner: Arc::new(Inner {
+                token: headers::token_of(manager.config(), headers),
+                client: headers::client_of(headers, ip),
+                manager: manager.clone(),
+                session: OnceCell::new(),
+            }),
+        }
+    }
+
+    /// The request's session, loaded on first call; later calls return the
+    /// same handle.
+    ///
+    /// # Errors
+    /// Store failures and timeouts, unless the config says
+    /// [`StoreFailure::Continue`]: then a fresh anonymous session that is
+    /// never written is returned instead.
+    pub async fn session(&self) -> Result<Session> {
+        let inner = &self.inner;
+        inner
+            .session
+            .get_or_try_init(|| async {
+                let loaded = inner
+                    .manager
+                    .load(inner.token.clone(), inner.client.clone())
+                    .await;
+                match loaded {
+                    Err(e) if inner.manager.config().store_failure == StoreFailure::Continue => {
+                        tracing::warn!(error = %e, "session store failed; continuing without a session");
+                        Ok(inner.manager.detached_session(inner.client.clone()))
+                    }
+                    other => other,
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    /// Commits the session if a handler loaded it, and returns the headers
+    /// to add to the response (none for an untouched session).
+    ///
+    /// # Errors
+    /// Store failures and timeouts, unless the config says
+    /// [`StoreFailure::Continue`]: then the write is dropped (and logged)
+    /// and the response is kept.
+    pub async fn finish(&self) -> Result<ResponseHeaders> {
+        let Some(session) = self.inner.session.get() else {
+            return Ok(ResponseHeaders::default());
+        };
+        let manager = &self.inner.manager;
+        match manager.commit(session).await {
+            Err(e) if manager.config().store_failure == StoreFailure::Continue => {
+                tracing::warn!(error = %e, "session store failed; the session's changes are lost");
+                Ok(ResponseHeaders::default())
+            }
+            other => other,
+        }
+    }
+}
