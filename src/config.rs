@@ -29,6 +29,31 @@ pub enum UserLimit {
     },
 }
 
+/// Size limits on what a handler may put in a session. An insert that would
+/// break one fails with a typed error and changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest key, in bytes. Default 256.
+    pub max_key_bytes: usize,
+    /// Largest value, as JSON bytes. Default 64 KiB.
+    pub max_value_bytes: usize,
+    /// Largest session: the sum of key and JSON value bytes. Default 256 KiB.
+    pub max_session_bytes: usize,
+    /// Most keys in one session. Default 256.
+    pub max_keys: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key_bytes: 256,
+            max_value_bytes: 64 * 1024,
+            max_session_bytes: 256 * 1024,
+            max_keys: 256,
+        }
+    }
+}
+
 /// What the middleware does when the store fails or times out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoreFailure {
@@ -167,6 +192,7 @@ pub struct SessionConfig {
     pub(crate) store_timeout: Duration,
     pub(crate) transport: TokenTransport,
     pub(crate) store_failure: StoreFailure,
+    pub(crate) limits: Limits,
 }
 
 impl Default for SessionConfig {
@@ -188,6 +214,7 @@ impl Default for SessionConfig {
             store_timeout: Duration::from_secs(2),
             transport: TokenTransport::Cookie,
             store_failure: StoreFailure::Reject,
+            limits: Limits::default(),
         }
     }
 }
@@ -319,6 +346,12 @@ impl SessionConfig {
     /// continue without a session. See [`StoreFailure`].
     pub fn on_store_failure(mut self, behaviour: StoreFailure) -> Self {
         self.store_failure = behaviour;
+        self
+    }
+
+    /// Size limits on session data. See [`Limits`] for the defaults.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 

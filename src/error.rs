@@ -55,6 +55,44 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A session key is longer than [`Limits::max_key_bytes`](crate::Limits).
+    #[error("session key of {len} bytes is over the limit of {max}")]
+    KeyTooLong {
+        /// The key's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// A value is larger than [`Limits::max_value_bytes`](crate::Limits).
+    #[error("session value for key {key:?} is {size} bytes of JSON, over the limit of {max}")]
+    ValueTooLarge {
+        /// The session key.
+        key: String,
+        /// The value's JSON size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// The insert would make the session larger than
+    /// [`Limits::max_session_bytes`](crate::Limits).
+    #[error("the session would hold {size} bytes, over the limit of {max}")]
+    SessionTooLarge {
+        /// The size the session would have.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// The insert would give the session more than
+    /// [`Limits::max_keys`](crate::Limits) keys.
+    #[error("the session would hold more than {max} keys")]
+    TooManyKeys {
+        /// The limit.
+        max: usize,
+    },
+
     /// The `Session` extractor ran on a request the session middleware did
     /// not see.
     #[error(
@@ -79,6 +117,10 @@ impl Error {
             Error::Store(_) | Error::StoreTimeout(_) => S::SERVICE_UNAVAILABLE,
             Error::TooManySessions { .. } => S::CONFLICT,
             Error::SessionEnded => S::UNAUTHORIZED,
+            Error::KeyTooLong { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::SessionTooLarge { .. }
+            | Error::TooManyKeys { .. } => S::PAYLOAD_TOO_LARGE,
             Error::Serialize { .. } | Error::Deserialize { .. } | Error::MissingLayer => {
                 S::INTERNAL_SERVER_ERROR
             }

@@ -82,7 +82,7 @@ pub mod axum;
 pub use store::redis;
 
 pub use config::{
-    HeaderTransport, MaxSessionsPolicy, SameSite, SessionConfig, StoreFailure, TokenTransport,
+    HeaderTransport, Limits, MaxSessionsPolicy, SameSite, SessionConfig, StoreFailure, TokenTransport,
     UserLimit,
 };
 pub use cookies::MAX_COOKIE_HEADER_LEN;

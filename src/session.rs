@@ -73,12 +73,24 @@ pub(crate) struct State {
     pub had_token: bool,
     /// Periodic rotation is due at commit.
     pub rotation_due: bool,
+    /// Bytes of keys and JSON values, computed on the first insert.
+    pub size: Option<usize>,
     /// Stand-in for a session the store could not load
     /// ([`StoreFailure::Continue`](crate::StoreFailure::Continue)): never written.
     pub detached: bool,
 }
 
 impl State {
+    /// Bytes of keys and JSON values held now.
+    fn size(&mut self) -> usize {
+        if let Some(size) = self.size {
+            return size;
+        }
+        let size = self.data.iter().map(|(k, v)| k.len() + json_len(v)).sum();
+        self.size = Some(size);
+        size
+    }
+
     pub(crate) fn advance(&mut self, to: Status) {
         self.status = self.status.max(to);
     }
@@ -168,20 +180,53 @@ impl Session {
     ///
     /// # Errors
     /// [`Error::Serialize`] when `value` cannot be turned into JSON;
+    /// [`Error::KeyTooLong`], [`Error::ValueTooLarge`],
+    /// [`Error::SessionTooLarge`] or [`Error::TooManyKeys`] past the
+    /// configured [`Limits`](crate::Limits) (the session is left as it was);
     /// [`Error::SessionEnded`] after [`logout`](Self::logout).
     pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<()> {
         let key = key.into();
+        let limits = self.manager().config().limits;
+        if key.len() > limits.max_key_bytes {
+            return Err(Error::KeyTooLong {
+                len: key.len(),
+                max: limits.max_key_bytes,
+            });
+        }
         let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
             key: key.clone(),
             source,
         })?;
+        let value_size = json_len(&value);
+        if value_size > limits.max_value_bytes {
+            return Err(Error::ValueTooLarge {
+                key,
+                size: value_size,
+                max: limits.max_value_bytes,
+            });
+        }
         let mut st = self.lock();
         if st.status == Status::Destroyed {
             return Err(Error::SessionEnded);
         }
-        if st.data.get(&key) == Some(&value) {
-            return Ok(());
+        let old_size = match st.data.get(&key) {
+            Some(old) if *old == value => return Ok(()),
+            Some(old) => key.len() + json_len(old),
+            None if st.data.len() >= limits.max_keys => {
+                return Err(Error::TooManyKeys {
+                    max: limits.max_keys,
+                })
+            }
+            None => 0,
+        };
+        let size = st.size() - old_size + key.len() + value_size;
+        if size > limits.max_session_bytes {
+            return Err(Error::SessionTooLarge {
+                size,
+                max: limits.max_session_bytes,
+            });
         }
+        st.size = Some(size);
         st.data.insert(key.clone(), value);
         st.dirty.insert(key);
         st.advance(Status::Changed);
@@ -194,6 +239,7 @@ impl Session {
         if st.data.remove(key).is_none() {
             return false;
         }
+        st.size = None;
         st.dirty.insert(key.to_owned());
         st.advance(Status::Changed);
         true
@@ -204,6 +250,7 @@ impl Session {
     pub fn clear(&self) {
         let mut st = self.lock();
         st.data.clear();
+        st.size = Some(0);
         st.dirty.clear();
         st.cleared = true;
         st.advance(Status::Changed);
@@ -279,4 +326,23 @@ impl Session {
     pub async fn rotate(&self) -> Result<()> {
         self.manager().rotate_session(self).await
     }
+}
+
+/// The length of a value's JSON text, without building the text.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` cannot fail: its keys are strings and the writer
+    // never errors. Were it to, 0 only makes the size check laxer.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }

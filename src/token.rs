@@ -53,7 +53,9 @@ impl Token {
     /// the shape this module generates is `None`: the caller then treats the
     /// request as anonymous, never as an error.
     pub fn parse(s: &str) -> Option<Self> {
-        if s.len() != TOKEN_LEN {
+        // ASCII first: slicing at a byte offset is only safe on ASCII text,
+        // and a token is ASCII.
+        if s.len() != TOKEN_LEN || !s.is_ascii() {
             return None;
         }
         let (tag, rest) = s.split_at(TAG_LEN);
@@ -242,6 +244,11 @@ mod tests {
         bad.replace_range(3..4, "/");
         assert!(Token::parse(&bad).is_none());
         assert!(Token::parse(&"é".repeat(TOKEN_LEN / 2)).is_none());
+        // Multi-byte characters across the tag boundary, at the right length
+        // (found by the property test in tests/hostile_input.rs).
+        let tricky = format!("8abcdef\u{1038C}{}", "a".repeat(TOKEN_LEN - 11));
+        assert_eq!(tricky.len(), TOKEN_LEN);
+        assert!(Token::parse(&tricky).is_none());
     }
 
     #[test]
