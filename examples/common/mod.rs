@@ -1,0 +1,298 @@
+//! What `axum_demo` and `actix_demo` share: the store and port taken from
+//! the environment, the session logic behind each route, and the HTML pages.
+//! Each route returns a framework-neutral [`Reply`]; the demos only add
+//! their framework's glue (routing, form extraction, turning a `Reply` into
+//! a response).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sessionkit::{MemoryStore, Session, SessionId, SessionInfo, SessionStore};
+use time::OffsetDateTime;
+use tracing_subscriber::EnvFilter;
+
+/// The longest name accepted at login, in characters.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// What a route answers.
+pub enum Reply {
+    /// An HTML page (`text/html; charset=utf-8`), 200 OK or 400 Bad
+    /// Request. Send it with `Cache-Control: no-store`: the pages show
+    /// private data, and sessionkit adds that header by itself only to
+    /// responses that carry a token.
+    Page { bad_request: bool, html: String },
+    /// `303 See Other` to a path of this site.
+    Redirect(&'static str),
+}
+
+/// The login form.
+#[derive(Deserialize)]
+pub struct LoginForm {
+    pub name: String,
+}
+
+/// The "revoke this device" form.
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    pub id: String,
+}
+
+// ---- setup -----------------------------------------------------------------
+
+/// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+}
+
+/// `PORT`, or `default`.
+pub fn port_from_env(default: u16) -> Result<u16, Box<dyn std::error::Error>> {
+    match std::env::var("PORT") {
+        Ok(p) => Ok(p.parse().map_err(|_| format!("PORT={p:?} is not a port"))?),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Chooses the session store: Redis when `REDIS_URL` is set, memory
+/// otherwise. Call it inside the runtime (`MemoryStore` starts its purge
+/// task there). `redis_command` is the `cargo run` line that builds the
+/// demo with Redis, for the message given when it was built without it.
+pub async fn store_from_env(
+    redis_command: &str,
+) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        tracing::info!("using the in-memory store (set REDIS_URL to use Redis)");
+        return Ok(Arc::new(MemoryStore::new()));
+    };
+    #[cfg(feature = "redis")]
+    {
+        let _ = redis_command;
+        let store = sessionkit::redis::RedisStore::connect(&url).await?;
+        tracing::info!(%url, "using the Redis store");
+        Ok(Arc::new(store))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        Err(format!(
+            "REDIS_URL={url} is set but the demo was built without Redis: \
+             run `{redis_command}`"
+        )
+        .into())
+    }
+}
+
+// ---- routes ----------------------------------------------------------------
+
+/// `GET /`: the login form, or the counter of a logged-in session.
+pub fn home(session: &Session) -> Result<Reply, sessionkit::Error> {
+    let body = match session.user_id() {
+        None => r#"<h1>sessionkit demo</h1>
+<form method="post" action="/login">
+  <label>Your name <input name="name" required maxlength="64" autofocus></label>
+  <button>Log in</button>
+</form>
+<p>Log in from two browsers (or a normal and a private window) to see
+both sessions on the sessions page.</p>"#
+            .to_owned(),
+        Some(user) => {
+            let counter: u64 = session.get("counter")?.unwrap_or(0);
+            format!(
+                r#"<h1>Hello {user}</h1>
+<p>This session's counter: <strong>{counter}</strong></p>
+<form method="post" action="/count"><button>+1</button></form>
+<p><a href="/sessions">Your sessions (devices)</a></p>
+<form method="post" action="/logout"><button>Log out</button></form>"#,
+                user = esc(&user),
+            )
+        }
+    };
+    Ok(page("sessionkit demo", &body))
+}
+
+/// `POST /login`: binds the session to the name.
+pub async fn login(session: &Session, form: &LoginForm) -> Result<Reply, sessionkit::Error> {
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Ok(bad_request(&format!(
+            "The name must be 1 to {MAX_NAME_LEN} characters."
+        )));
+    }
+    // New token (session fixation defence), data carried over, user bound.
+    session.login(name).await?;
+    // Log the public session id, never the token (the cookie value).
+    tracing::info!(session = %shown(session.id()), "logged in");
+    Ok(Reply::Redirect("/"))
+}
+
+/// `POST /count`: adds one to the counter of a logged-in session.
+pub fn count(session: &Session) -> Result<Reply, sessionkit::Error> {
+    if session.user_id().is_some() {
+        let n: u64 = session.get("counter")?.unwrap_or(0);
+        session.insert("counter", n + 1)?;
+    }
+    Ok(Reply::Redirect("/"))
+}
+
+/// `POST /logout`.
+pub async fn logout(session: &Session) -> Result<Reply, sessionkit::Error> {
+    let id = session.id();
+    session.logout().await?;
+    tracing::info!(session = %shown(id), "logged out");
+    Ok(Reply::Redirect("/"))
+}
+
+/// `GET /sessions`: the user's sessions, with a revoke button for each
+/// other device.
+pub async fn sessions(session: &Session) -> Result<Reply, sessionkit::Error> {
+    let (Some(user), Some(current)) = (session.user_id(), session.id()) else {
+        return Ok(Reply::Redirect("/"));
+    };
+    let list = session.manager().sessions_of(&user).await?;
+    let mut rows = String::new();
+    for info in &list {
+        let action = if info.id == current {
+            "<strong>this device</strong>".to_owned()
+        } else {
+            format!(
+                r#"<form method="post" action="/sessions/revoke">
+<input type="hidden" name="id" value="{id}"><button>revoke</button></form>"#,
+                id = esc(info.id.as_str()),
+            )
+        };
+        rows.push_str(&row(info, &action));
+    }
+    let others = list.iter().filter(|i| i.id != current).count();
+    let body = format!(
+        r#"<h1>Sessions of {user}</h1>
+<table>
+<tr><th>Device</th><th>IP</th><th>Created</th><th>Last seen</th><th>Expires</th><th></th></tr>
+{rows}</table>
+<form method="post" action="/sessions/revoke-others">
+  <button{disabled}>Log out other devices ({others})</button>
+</form>
+<p><a href="/">Home</a></p>"#,
+        user = esc(&user),
+        disabled = if others == 0 { " disabled" } else { "" },
+    );
+    Ok(page("Your sessions", &body))
+}
+
+/// `POST /sessions/revoke`: ends one of the user's sessions.
+pub async fn revoke(session: &Session, form: &RevokeForm) -> Result<Reply, sessionkit::Error> {
+    let Some(user) = session.user_id() else {
+        return Ok(Reply::Redirect("/"));
+    };
+    let Ok(id) = form.id.parse::<SessionId>() else {
+        return Ok(bad_request("That is not a session id."));
+    };
+    if session.id().as_ref() == Some(&id) {
+        // Revoking this very session is a logout; this also clears the cookie.
+        session.logout().await?;
+    } else if !session.manager().revoke_of_user(&user, &id).await? {
+        // The id comes from the form: it could name anybody's session, and
+        // `revoke_of_user` ends it only if it is one of this user's.
+        return Ok(bad_request("You have no such session."));
+    }
+    tracing::info!(session = %id, "revoked");
+    Ok(Reply::Redirect("/sessions"))
+}
+
+/// `POST /sessions/revoke-others`: "log out other devices".
+pub async fn revoke_others(session: &Session) -> Result<Reply, sessionkit::Error> {
+    let (Some(user), Some(current)) = (session.user_id(), session.id()) else {
+        return Ok(Reply::Redirect("/"));
+    };
+    let ended = session
+        .manager()
+        .revoke_user_except(&user, &current)
+        .await?;
+    tracing::info!(session = %current, ended, "logged out other devices");
+    Ok(Reply::Redirect("/sessions"))
+}
+
+/// A session id for the log; `-` for a session that was never stored.
+fn shown(id: Option<SessionId>) -> String {
+    id.map_or_else(|| "-".to_owned(), |id| id.to_string())
+}
+
+// ---- HTML helpers ----------------------------------------------------------
+
+/// A whole HTML page.
+fn page(title: &str, body: &str) -> Reply {
+    Reply::Page {
+        bad_request: false,
+        html: html(title, body),
+    }
+}
+
+fn bad_request(message: &str) -> Reply {
+    let body = format!(
+        r#"<h1>Bad request</h1><p>{}</p><p><a href="/">Home</a></p>"#,
+        esc(message)
+    );
+    Reply::Page {
+        bad_request: true,
+        html: html("Bad request", &body),
+    }
+}
+
+fn html(title: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; font-size: .9rem; }}
+form {{ display: inline; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"#,
+        title = esc(title),
+    )
+}
+
+fn row(info: &SessionInfo, action: &str) -> String {
+    format!(
+        "<tr><td>{ua}</td><td>{ip}</td><td>{created}</td><td>{seen}</td><td>{expires}</td><td>{action}</td></tr>\n",
+        ua = esc(info.user_agent.as_deref().unwrap_or("unknown")),
+        ip = esc(info.client_ip.as_deref().unwrap_or("unknown")),
+        created = when(info.created),
+        seen = when(info.last_seen),
+        expires = when(info.expires),
+    )
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `2024-05-01 13:37:00 UTC`.
+fn when(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
