@@ -359,12 +359,23 @@ impl SessionManager {
             self.call(self.inner.store.revoke(id)).await?;
             tracing::debug!(session = %id, "logged out");
         }
-        let mut st = session.lock();
-        st.data.clear();
-        st.dirty.clear();
-        st.user_id = None;
-        st.advance(Status::Destroyed);
+        end_locally(&mut session.lock());
         Ok(())
+    }
+
+    pub(crate) async fn logout_everywhere_session(&self, session: &Session) -> Result<u64> {
+        let (id, user) = {
+            let st = session.lock();
+            (st.id.clone(), st.user_id.clone())
+        };
+        let ended = match (&user, &id) {
+            (Some(user), _) => self.call(self.inner.store.revoke_user(user, None)).await?,
+            (None, Some(id)) => u64::from(self.call(self.inner.store.revoke(id)).await?),
+            (None, None) => 0,
+        };
+        tracing::debug!(session = ?id, ended, "logged out everywhere");
+        end_locally(&mut session.lock());
+        Ok(ended)
     }
 
     pub(crate) async fn rotate_session(&self, session: &Session) -> Result<()> {
@@ -475,4 +486,12 @@ fn keep_changes_made_since(st: &mut State, snapshot: &crate::store::Data) {
     } = st;
     dirty.retain(|k| data.get(k) != snapshot.get(k));
     *cleared = false;
+}
+
+/// Marks a session ended in this request: data gone, cookie to be cleared.
+fn end_locally(st: &mut State) {
+    st.data.clear();
+    st.dirty.clear();
+    st.user_id = None;
+    st.advance(Status::Destroyed);
 }

@@ -315,6 +315,17 @@ impl Session {
         self.manager().logout_session(self).await
     }
 
+    /// Ends every session of this session's user, this one included ("log
+    /// out everywhere"), in one store call, and clears this request's
+    /// cookie. Returns how many sessions ended. For an anonymous session it
+    /// is [`logout`](Self::logout) and returns 1 or 0.
+    ///
+    /// # Errors
+    /// Store errors (the session is then left as it was).
+    pub async fn logout_everywhere(&self) -> Result<u64> {
+        self.manager().logout_everywhere_session(self).await
+    }
+
     /// Issues a new token for the same session (do this on privilege
     /// change). The old token stops working at once. Nothing happens for a
     /// session that is not stored yet: it gets a fresh token when first

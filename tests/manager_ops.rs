@@ -43,4 +43,32 @@ async fn revoke_of_user_only_ends_the_users_own_sessions(b: Backend) {
     );
 }
 
-backend_tests!(revoke_of_user_only_ends_the_users_own_sessions);
+async fn logout_everywhere_ends_all_the_users_sessions_and_clears_this_cookie(b: Backend) {
+    let manager = b.manager(SessionConfig::default());
+    let other_device = logged_in(&manager, "ada").await;
+    let bob = logged_in(&manager, "bob").await;
+    let session = manager.load(None, ClientInfo::default()).await.unwrap();
+    session.login("ada").await.unwrap();
+    manager.commit(&session).await.unwrap();
+
+    assert_eq!(session.logout_everywhere().await.unwrap(), 2);
+    assert!(session.user_id().is_none() && session.id().is_none());
+    let headers = manager.commit(&session).await.unwrap();
+    let cookie = headers
+        .iter()
+        .find(|(n, _, _)| *n == "set-cookie")
+        .map(|(_, v, _)| v.to_owned())
+        .expect("this request clears its cookie");
+    assert!(cookie.contains("Max-Age=0"), "{cookie}");
+    assert!(manager.sessions_of("ada").await.unwrap().is_empty());
+    assert!(
+        !manager.revoke(&other_device).await.unwrap(),
+        "already ended"
+    );
+    assert_eq!(manager.sessions_of("bob").await.unwrap()[0].id, bob);
+}
+
+backend_tests!(
+    revoke_of_user_only_ends_the_users_own_sessions,
+    logout_everywhere_ends_all_the_users_sessions_and_clears_this_cookie,
+);

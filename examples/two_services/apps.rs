@@ -110,10 +110,8 @@ pub mod routes {
         let Some(user) = session.user_id() else {
             return Ok(Reply::new(401, service, "not logged in"));
         };
-        let ended = session.manager().revoke_user(&user).await?;
-        // This session is among the ended ones; logging it out as well
-        // makes the response clear the cookie.
-        session.logout().await?;
+        // One store call; this request's cookie is cleared too.
+        let ended = session.logout_everywhere().await?;
         let message = format!("ended {ended} sessions of {user}");
         Ok(Reply::new(200, service, &message))
     }
