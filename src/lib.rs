@@ -82,8 +82,8 @@ pub mod axum;
 pub use store::redis;
 
 pub use config::{
-    HeaderTransport, Limits, MaxSessionsPolicy, SameSite, SessionConfig, StoreFailure, TokenTransport,
-    UserLimit,
+    HeaderTransport, Limits, MaxSessionsPolicy, SameSite, SessionConfig, StoreFailure,
+    TokenTransport, UserLimit,
 };
 pub use cookies::MAX_COOKIE_HEADER_LEN;
 pub use error::{BoxError, Error, Result};
