@@ -56,6 +56,8 @@ macro_rules! scenario_tests {
         $crate::scenario_tests!(@mod memory_actix, memory, Actix, [feature = "actix"]; $($name),*);
         $crate::scenario_tests!(@mod redis_axum, redis, Axum, [feature = "redis"]; $($name),*);
         $crate::scenario_tests!(@mod redis_actix, redis, Actix, [all(feature = "redis", feature = "actix")]; $($name),*);
+        $crate::scenario_tests!(@mod redis_cached_axum, redis_cached, Axum, [feature = "redis"]; $($name),*);
+        $crate::scenario_tests!(@mod redis_cached_actix, redis_cached, Actix, [all(feature = "redis", feature = "actix")]; $($name),*);
     };
     (@mod $module:ident, $backend:ident, $fw:ident, [$($cfg:meta)?]; $($name:ident),*) => {
         $(#[cfg($cfg)])?

@@ -29,6 +29,14 @@ pub enum Backend {
         server: RedisServer,
         store: RedisStore,
     },
+    /// Redis store with its client-side cache on
+    /// ([`RedisStoreBuilder::client_cache`](sessionkit::redis::RedisStoreBuilder::client_cache)),
+    /// on a `redis-server` of this test's own.
+    #[cfg(feature = "redis")]
+    RedisCached {
+        server: RedisServer,
+        store: RedisStore,
+    },
 }
 
 impl Backend {
@@ -55,12 +63,29 @@ impl Backend {
         Backend::Redis { server, store }
     }
 
+    /// A fresh Redis backend with the client-side cache on (1000 sessions).
+    #[cfg(feature = "redis")]
+    pub async fn redis_cached() -> Self {
+        let server = tokio::task::spawn_blocking(RedisServer::start)
+            .await
+            .expect("start redis-server");
+        let store = RedisStore::builder()
+            .url(server.url())
+            .client_cache(1000)
+            .build()
+            .await
+            .expect("connect to the test's redis-server");
+        Backend::RedisCached { server, store }
+    }
+
     /// The store as the manager sees it.
     pub fn store(&self) -> Arc<dyn SessionStore> {
         match self {
             Backend::Memory { store, .. } => Arc::new(store.clone()),
             #[cfg(feature = "redis")]
-            Backend::Redis { store, .. } => Arc::new(store.clone()),
+            Backend::Redis { store, .. } | Backend::RedisCached { store, .. } => {
+                Arc::new(store.clone())
+            }
         }
     }
 
@@ -75,7 +100,7 @@ impl Backend {
         match self {
             Backend::Memory { clock, .. } => clock.advance(by),
             #[cfg(feature = "redis")]
-            Backend::Redis { .. } => tokio::time::sleep(by).await,
+            Backend::Redis { .. } | Backend::RedisCached { .. } => tokio::time::sleep(by).await,
         }
     }
 
@@ -85,6 +110,8 @@ impl Backend {
             Backend::Memory { .. } => "memory",
             #[cfg(feature = "redis")]
             Backend::Redis { .. } => "redis",
+            #[cfg(feature = "redis")]
+            Backend::RedisCached { .. } => "redis-cached",
         }
     }
 }
@@ -108,6 +135,15 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::support::Backend::redis().await).await
+                }
+            )*
+        }
+        #[cfg(feature = "redis")]
+        mod redis_cached {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::redis_cached().await).await
                 }
             )*
         }

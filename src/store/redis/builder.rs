@@ -1,15 +1,20 @@
-//! [`RedisStoreBuilder`]: connection, key prefix, timeouts, reconnection.
+//! [`RedisStoreBuilder`]: connection, key prefix, timeouts, reconnection,
+//! client-side cache.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::Client;
 
+use super::cache::ClientCache;
 use super::keys::Keys;
 use super::scripts::Scripts;
-use super::{redis_error, timed, Inner, RedisStore, DEFAULT_PREFIX};
+use super::touches::{self, BATCH, FLUSH_EVERY};
+use super::tracked::TrackedLink;
+use super::{redis_error, timed, Cached, Inner, RedisStore, DEFAULT_PREFIX};
 use crate::{Error, Result};
 
 /// Where a [`RedisStoreBuilder`] gets its connection.
@@ -31,6 +36,7 @@ pub struct RedisStoreBuilder {
     retry_min_delay: Duration,
     retry_max_delay: Duration,
     lazy: bool,
+    client_cache: Option<NonZeroUsize>,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -51,6 +57,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("retry_min_delay", &self.retry_min_delay)
             .field("retry_max_delay", &self.retry_max_delay)
             .field("lazy", &self.lazy)
+            .field("client_cache", &self.client_cache)
             .finish()
     }
 }
@@ -68,6 +75,7 @@ impl RedisStoreBuilder {
             retry_min_delay: Duration::from_millis(100),
             retry_max_delay: Duration::from_secs(2),
             lazy: false,
+            client_cache: None,
         }
     }
 
@@ -138,11 +146,87 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Keeps up to `max_sessions` recently read sessions in this process,
+    /// so that reading one again costs no Redis round trip, while any change
+    /// made by any client (another instance, `redis-cli`, expiry, `FLUSHALL`)
+    /// invalidates the copy at once. `0` turns it off (the default).
+    ///
+    /// ```no_run
+    /// # use sessionkit::redis::RedisStore;
+    /// # #[tokio::main] async fn main() -> sessionkit::Result<()> {
+    /// let store = RedisStore::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .client_cache(10_000)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    ///
+    /// How: Redis server-assisted client-side caching. The store opens a
+    /// second connection, in RESP3, with `CLIENT TRACKING ON NOLOOP` (the
+    /// default tracking mode: Redis remembers which keys *this* connection
+    /// read, keys read inside the Lua scripts included, and pushes an
+    /// invalidation when another client changes one), and sends every
+    /// script call over it. The first [`RedisStore::connection`] stays for
+    /// your own commands. Needs Redis 6 or later (7.0 for the scripts) and,
+    /// with ACLs, the right to run `CLIENT TRACKING`; it cannot be combined
+    /// with [`connection_manager`](Self::connection_manager) (give a URL or
+    /// a client).
+    ///
+    /// What is cached: live sessions (data, metadata and the key's expiry as
+    /// Redis reported it), keyed by session key, filled by load misses and
+    /// by this store's own saves. Not cached: unknown ids, expired, revoked
+    /// or moved sessions, rotation aliases (a read through an alias goes to
+    /// Redis), user indexes and listings. A write (save, login, rotate,
+    /// revoke, "log out everywhere") still costs its one round trip and
+    /// updates or drops the local copy before it returns.
+    ///
+    /// Staleness: a copy is never served after an invalidation for it has
+    /// arrived, nor at or past the expiry Redis reported for the key (timed
+    /// with the Redis clock seen in replies plus this process's monotonic
+    /// clock: app servers' wall clocks do not matter). So a change made
+    /// elsewhere — a revoke in particular — is refused here one push
+    /// delivery later (well under a millisecond on a LAN). On a lost
+    /// connection the whole cache is emptied, and nothing is cached again
+    /// until tracking is on again on a new connection. A connection that
+    /// dies silently (no TCP reset, so no push can say so) is caught by a
+    /// ping when it has been quiet for a second: copies may be served for up
+    /// to about a second plus the command timeout after the network broke.
+    ///
+    /// Idle expiry: a cached read that finds the touch due does not write
+    /// inline; the touch is queued and sent in the background every second,
+    /// or as soon as 128 wait, as one pipeline of one script call per
+    /// session (Cluster-safe). The read reports the touch (the cookie is
+    /// refreshed) as if it had happened. A crash, or dropping the store,
+    /// loses at most one second of queued touches: those sessions may expire
+    /// up to that much earlier than their last use implies, and the order
+    /// of "least recently used" for max-sessions eviction lags by as much. A
+    /// due touch within about three seconds (one flush interval plus the
+    /// command timeout) of the key's Redis expiry is not queued: that read
+    /// goes to Redis, which touches inline.
+    ///
+    /// Memory: at most `max_sessions` sessions (least recently used evicted
+    /// first), each its data and metadata as loaded, so at most
+    /// `max_sessions` × [`Limits::max_session_bytes`](crate::Limits) plus
+    /// about 300 bytes of bookkeeping per entry. In Redis, tracking costs an entry per (key, instance)
+    /// in its tracking table (`tracking-table-max-keys`; Redis invalidates
+    /// keys to stay under it, which only costs misses) and one push per
+    /// change of a key an instance holds.
+    ///
+    /// See [`RedisStore::client_cache_stats`] and [`RedisStore::cached_len`]
+    /// to watch it.
+    pub fn client_cache(mut self, max_sessions: usize) -> Self {
+        self.client_cache = NonZeroUsize::new(max_sessions);
+        self
+    }
+
     /// Connects (unless lazy) and loads the scripts.
     ///
     /// # Errors
     /// No URL, client or connection given; an invalid URL or key prefix;
-    /// Redis unreachable within the connection timeout (unless lazy).
+    /// Redis unreachable within the connection timeout (unless lazy); a
+    /// client-side cache with a connection manager as the source, or a
+    /// server that refuses `CLIENT TRACKING` (unless lazy).
     pub async fn build(self) -> Result<RedisStore> {
         if self.prefix.contains(['{', '}']) {
             return Err(Error::store(format!(
@@ -157,18 +241,49 @@ impl RedisStoreBuilder {
             .set_min_delay(self.retry_min_delay)
             .set_max_delay(self.retry_max_delay);
         let connect_limit = self.connection_timeout.max(self.command_timeout);
+        let mut cache_client = None;
         let conn = match self.source {
             Source::None => {
                 return Err(Error::store(
                     "RedisStore::builder() needs a URL, a client or a connection manager",
                 ))
             }
+            Source::Manager(_) if self.client_cache.is_some() => {
+                return Err(Error::store(
+                    "RedisStoreBuilder::client_cache needs a URL or a client (it opens a connection of its own), not a connection manager",
+                ))
+            }
             Source::Manager(conn) => conn,
             Source::Url(url) => {
                 let client = Client::open(url.as_str()).map_err(Error::store)?;
+                cache_client = Some(client.clone());
                 connect(client, config, self.lazy, connect_limit).await?
             }
-            Source::Client(client) => connect(client, config, self.lazy, connect_limit).await?,
+            Source::Client(client) => {
+                cache_client = Some(client.clone());
+                connect(client, config, self.lazy, connect_limit).await?
+            }
+        };
+        let cache = match (self.client_cache, cache_client) {
+            (Some(max), Some(client)) => {
+                let margin = FLUSH_EVERY.saturating_add(self.command_timeout);
+                let cache = Arc::new(ClientCache::new(
+                    max,
+                    i64::try_from(margin.as_millis()).unwrap_or(i64::MAX),
+                    BATCH,
+                ));
+                let link = TrackedLink::new(
+                    &client,
+                    self.connection_timeout,
+                    self.command_timeout,
+                    cache.clone(),
+                )?;
+                if !self.lazy {
+                    link.get().await?;
+                }
+                Some(Cached { cache, link })
+            }
+            _ => None,
         };
         let one_slot_per_call = if self.lazy {
             true
@@ -182,8 +297,12 @@ impl RedisStoreBuilder {
                 scripts: Scripts::new(),
                 command_timeout: self.command_timeout,
                 one_slot_per_call,
+                cache,
             }),
         };
+        if store.inner.cache.is_some() {
+            touches::spawn_flusher(Arc::downgrade(&store.inner));
+        }
         if !self.lazy {
             store.preload_scripts().await?;
         }

@@ -93,24 +93,78 @@
 //! (load, save); a login 1 without a prior session, 2 from an anonymous
 //! session (load, login; 3 on a Cluster node: load, login, retire); a
 //! logout 2 (load, revoke).
+//!
+//! With the client-side cache and the session cached: a read-only request
+//! 0; a write 1 (save; the save refills the cache, so the next request is
+//! a hit too); a login from a cached session 1; a logout 1. The first read
+//! of a session on an instance, and the first read after another instance
+//! changed it, cost 1 as without the cache.
+//!
+//! # Client-side cache
+//!
+//! Off by default; [`RedisStoreBuilder::client_cache`] turns it on and
+//! documents the trade-offs for users. How it works:
+//!
+//! - **Connection.** A second connection, RESP3, opened by the store itself
+//!   (not a `ConnectionManager`, which would reconnect behind the store's
+//!   back without re-running `CLIENT TRACKING`), with `CLIENT TRACKING ON
+//!   NOLOOP`. Every script call goes over it; the shared connection stays
+//!   for [`RedisStore::connection`]. Each connection has an epoch; tracking
+//!   is on before a connection is handed out.
+//! - **Tracking mode.** The default mode: Redis remembers the keys this
+//!   connection read, including keys read by commands inside a Lua script
+//!   (checked on Redis 7.0: an `HGETALL` inside `EVALSHA` registers the key
+//!   for the calling client, and another client's `HSET` then pushes
+//!   `invalidate`), so each instance only hears about sessions it holds.
+//!   BCAST (every change under the prefix, to every instance) was not
+//!   needed. `NOLOOP` spares the store pushes for its own writes — which
+//!   it applies to its copy itself, so a write keeps the cache warm — but a
+//!   write also takes the key out of the writer's tracking table, so every
+//!   script that writes a session the store keeps cached reads it again
+//!   last (`load` after a touch, `save`, `touch`). Scripts that end a
+//!   session (`revoke`, `rotate`, `login`, `retire`, `revoke_user`) need no
+//!   re-read: the store drops its copy.
+//! - **Races.** Pushes are handled on the connection's reader, in socket
+//!   order, before the replies behind them reach their callers. Every call
+//!   on a cached key holds a ticket (start time, connection epoch); a reply
+//!   is cached only if no invalidation for the key, no failed or dropped
+//!   call on it and no reset happened since the ticket started, if its
+//!   connection is still live, and if its `(@ver, @seen)` stamp is not older
+//!   than one already applied by an overlapping call (NOLOOP: our own writes
+//!   send no push, so concurrent calls of one instance are ordered by
+//!   stamps). A cancelled call (a timed-out future) counts as failed.
+//! - **Reconnection.** A `Disconnection` push, a call failing with a
+//!   connection error, or an unanswered heartbeat `PING` (sent when the
+//!   connection has been quiet for a second and the cache is not empty)
+//!   empties the cache and retires the epoch; the next call connects again
+//!   and switches tracking on before anything is cached again.
+//! - **Touches.** A hit that finds the idle-expiry touch due queues it; a
+//!   background task sends the queue every second or per 128, as a
+//!   pipeline of `touch` calls (one per key: Cluster-safe).
 
 mod builder;
+mod cache;
 mod keys;
 mod reply;
 mod scripts;
+mod touches;
+mod tracked;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
+use ::redis::aio::{ConnectionManager, MultiplexedConnection};
 use ::redis::{RedisError, Script, ScriptInvocation, Value};
 use async_trait::async_trait;
 
 pub use self::builder::RedisStoreBuilder;
+pub use self::cache::ClientCacheStats;
+use self::cache::{ClientCache, Ticket};
 pub use self::keys::key_slot;
 use self::keys::Keys;
 use self::scripts::Scripts;
+use self::tracked::TrackedLink;
 use crate::clock::duration_ms;
 use crate::config::{MaxSessionsPolicy, UserLimit};
 use crate::store::{
@@ -134,8 +188,10 @@ fn ms(d: Duration) -> i64 {
 /// that are safe for Redis Cluster, and expiry on the Redis clock. See the
 /// [module docs](self) for the key layout.
 ///
-/// `Clone` is cheap (one shared, auto-reconnecting multiplexed connection);
-/// share one store between every manager of a process.
+/// `Clone` is cheap (one shared, auto-reconnecting multiplexed connection,
+/// plus the tracked connection of the client-side cache when it is on);
+/// share one store between every manager of a process: its cache is shared
+/// too.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -164,6 +220,27 @@ struct Inner {
     /// Whether every script call must stay in one hash slot: true on a
     /// Cluster node, or when the server could not be asked (lazy connect).
     one_slot_per_call: bool,
+    /// The client-side cache, when [`RedisStoreBuilder::client_cache`] is on.
+    cache: Option<Cached>,
+}
+
+/// A client-side cache and the tracked connection that feeds it. With the
+/// cache on, every script call goes over that connection: `NOLOOP` spares
+/// the store invalidations for its own writes, which it applies itself.
+struct Cached {
+    cache: Arc<ClientCache>,
+    link: Arc<TrackedLink>,
+}
+
+/// The connection one call goes over.
+enum Conn {
+    /// The shared auto-reconnecting connection (no cache).
+    Shared(ConnectionManager),
+    /// The tracked connection of the cache, and its epoch.
+    Tracked {
+        conn: MultiplexedConnection,
+        epoch: u64,
+    },
 }
 
 impl fmt::Debug for RedisStore {
@@ -171,6 +248,10 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("key_prefix", &self.inner.keys.prefix())
             .field("command_timeout", &self.inner.command_timeout)
+            .field(
+                "client_cache",
+                &self.inner.cache.as_ref().map(|c| c.cache.stats()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -293,13 +374,87 @@ impl RedisStore {
         Ok(())
     }
 
+    /// How many sessions the client-side cache holds now (0 without one).
+    /// For tests and monitoring: it never exceeds the `max_sessions` given
+    /// to [`RedisStoreBuilder::client_cache`].
+    pub fn cached_len(&self) -> usize {
+        self.inner.cache.as_ref().map_or(0, |c| c.cache.len())
+    }
+
+    /// The counters of the client-side cache (hits, misses, invalidations,
+    /// resets, touches), or `None` without one.
+    pub fn client_cache_stats(&self) -> Option<ClientCacheStats> {
+        self.inner.cache.as_ref().map(|c| c.cache.stats())
+    }
+
+    /// The connection for the next call: the tracked one with a cache.
+    async fn conn(&self) -> Result<Conn> {
+        match &self.inner.cache {
+            None => Ok(Conn::Shared(self.inner.conn.clone())),
+            Some(c) => {
+                let (conn, epoch) = c.link.get().await?;
+                Ok(Conn::Tracked { conn, epoch })
+            }
+        }
+    }
+
+    /// Runs one script call on `conn` under the command timeout.
+    async fn exec(&self, conn: &mut Conn, inv: &ScriptInvocation<'_>) -> Result<Value> {
+        let limit = self.inner.command_timeout;
+        match conn {
+            Conn::Shared(conn) => timed(limit, inv.invoke_async::<Value>(conn))
+                .await?
+                .map_err(|e| redis_error(e, limit)),
+            Conn::Tracked { conn, epoch } => {
+                let result = timed(limit, inv.invoke_async::<Value>(conn)).await?;
+                if let Some(c) = &self.inner.cache {
+                    match &result {
+                        Ok(_) => c.link.replied(),
+                        Err(e) => c.link.failed(*epoch, e),
+                    }
+                }
+                result.map_err(|e| redis_error(e, limit))
+            }
+        }
+    }
+
     /// Runs one script call under the command timeout.
     async fn run(&self, inv: &ScriptInvocation<'_>) -> Result<Value> {
-        let limit = self.inner.command_timeout;
-        let mut conn = self.inner.conn.clone();
-        timed(limit, inv.invoke_async::<Value>(&mut conn))
-            .await?
-            .map_err(|e| redis_error(e, limit))
+        let mut conn = self.conn().await?;
+        self.exec(&mut conn, inv).await
+    }
+
+    /// Starts a call on session key `key` for the cache, if there is one.
+    fn ticket(&self, conn: &Conn, key: &str) -> Option<Ticket> {
+        match (&self.inner.cache, conn) {
+            (Some(c), Conn::Tracked { epoch, .. }) => Some(c.cache.begin(key.to_owned(), *epoch)),
+            _ => None,
+        }
+    }
+
+    /// Drops a session this store ended from its cache.
+    fn forget(&self, id: &SessionId) {
+        if let Some(c) = &self.inner.cache {
+            c.cache.forget(&self.inner.keys.session(id));
+        }
+    }
+
+    /// A write failed after it may have run, and which sessions it ended is
+    /// unknown (login evictions, `revoke_user`): empty the cache.
+    fn forget_all(&self) {
+        if let Some(c) = &self.inner.cache {
+            c.cache.reset();
+        }
+    }
+
+    /// `ARGV` flag of the load and save scripts: whether this store keeps a
+    /// client-side cache.
+    fn cache_flag(&self) -> &'static str {
+        if self.inner.cache.is_some() {
+            "1"
+        } else {
+            "0"
+        }
     }
 
     fn loaded(&self, id: SessionId, items: &[Value]) -> Result<Option<Loaded>> {
@@ -332,29 +487,62 @@ impl RedisStore {
         }
     }
 
+    /// One save script call; with a cache, the session it leaves is cached
+    /// (the reply then carries every field).
     async fn save_once(
         &self,
         id: &SessionId,
         delta: &Delta,
         timeouts: &Timeouts,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<(Vec<Value>, Option<Ticket>)> {
         let keys = self.inner.keys.session_and_index(id);
         let mut inv = invocation(&self.inner.scripts.save, &keys);
         inv.arg(ms(timeouts.idle))
             .arg(id.hash_part())
             .arg(if delta.clear { "1" } else { "0" })
+            .arg(self.cache_flag())
             .arg(delta.remove.len());
         for key in &delta.remove {
             inv.arg(format!("d:{key}"));
         }
         data_fields(&mut inv, delta.set.iter().map(|(k, v)| (k, v)))?;
-        reply::array("save", self.run(&inv).await?)
+        let mut conn = self.conn().await?;
+        let ticket = self.ticket(&conn, &keys[0]);
+        let items = reply::array("save", self.exec(&mut conn, &inv).await?)?;
+        Ok((items, ticket))
+    }
+
+    /// Caches the session a save left (`{'ok', now, exp, fields}`).
+    fn cache_saved(&self, ticket: Ticket, id: &SessionId, items: &[Value], written: Written) {
+        let Some(Value::Array(fields)) = items.get(3) else {
+            return; // Dropped: the key leaves the cache.
+        };
+        match reply::session_fields(fields) {
+            Ok((meta, data)) => ticket.fresh(&Loaded {
+                id: id.clone(),
+                meta,
+                data,
+                now_ms: written.now_ms,
+                expires_at_ms: written.expires_at_ms,
+                touched: false,
+            }),
+            Err(_) => ticket.gone(),
+        }
     }
 
     async fn retire_elsewhere(&self, keys: &[String], old: &SessionId, grace: Duration) {
         let mut inv = invocation(&self.inner.scripts.retire, keys);
         inv.arg(ms(grace)).arg(old.hash_part());
-        if let Err(e) = self.run(&inv).await {
+        let outcome = async {
+            let mut conn = self.conn().await?;
+            let ticket = self.ticket(&conn, &keys[0]);
+            self.exec(&mut conn, &inv).await?;
+            if let Some(t) = ticket {
+                t.gone();
+            }
+            Ok::<(), Error>(())
+        };
+        if let Err(e) = outcome.await {
             tracing::warn!(
                 session = %old,
                 error = %e,
@@ -369,20 +557,56 @@ impl SessionStore for RedisStore {
     async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<Option<Loaded>> {
         const S: &str = "load";
         let mut asked = id.clone();
+        let idle = ms(timeouts.idle);
         // At most one hop: an alias points at a session, never at an alias.
         for hop in 0..2 {
+            if let Some(c) = &self.inner.cache {
+                let key = self.inner.keys.session(&asked);
+                let hit = c.cache.lookup(&key, timeouts, idle, || {
+                    (
+                        self.inner.keys.index(asked.tag()),
+                        asked.hash_part().to_owned(),
+                    )
+                });
+                if hit.is_some() {
+                    return Ok(hit);
+                }
+            }
             let keys = self.inner.keys.session_and_index(&asked);
             let mut inv = invocation(&self.inner.scripts.load, &keys);
-            inv.arg(ms(timeouts.idle))
+            inv.arg(idle)
                 .arg(ms(timeouts.touch_interval))
-                .arg(asked.hash_part());
-            let items = reply::array(S, self.run(&inv).await?)?;
-            match reply::status(S, &items)?.as_str() {
-                "ok" => return self.loaded(asked, &items),
+                .arg(asked.hash_part())
+                .arg(self.cache_flag());
+            let mut conn = self.conn().await?;
+            // Only live sessions are cached, under their own key; anything
+            // else read here (nothing, a marker, corrupt data) ends the
+            // ticket as gone.
+            let mut ticket = self.ticket(&conn, &keys[0]);
+            let items = reply::array(S, self.exec(&mut conn, &inv).await?)?;
+            let status = reply::status(S, &items)?;
+            if status != "ok" {
+                if let Some(t) = ticket.take() {
+                    t.gone();
+                }
+            }
+            match status.as_str() {
+                "ok" => {
+                    let loaded = self.loaded(asked, &items)?;
+                    if let Some(t) = ticket.take() {
+                        match &loaded {
+                            Some(l) => t.fresh(l),
+                            None => t.gone(),
+                        }
+                    }
+                    return Ok(loaded);
+                }
                 "none" | "moved" => return Ok(None),
                 "alias" if hop == 0 => {
-                    let target = reply::text(S, reply::at(S, &items, 1)?)?;
-                    match id_in_tag(asked.tag(), &target) {
+                    // A target that is not text is corrupt data, not a store
+                    // failure: a fresh session, as for any corrupt session.
+                    let target = reply::text(S, reply::at(S, &items, 1)?).ok();
+                    match target.and_then(|t| id_in_tag(asked.tag(), &t)) {
                         Some(target) => asked = target,
                         None => {
                             warn_corrupt(&asked, "the alias does not name a session");
@@ -429,19 +653,28 @@ impl SessionStore for RedisStore {
         const S: &str = "save";
         let mut target = id.clone();
         for hop in 0..2 {
-            let items = self.save_once(&target, delta, timeouts).await?;
-            match reply::status(S, &items)?.as_str() {
-                "ok" => {
-                    return Ok(SaveOutcome::Saved(Written {
-                        now_ms: reply::int(S, reply::at(S, &items, 1)?)?,
-                        expires_at_ms: reply::int(S, reply::at(S, &items, 2)?)?,
-                    }))
+            let (items, ticket) = self.save_once(&target, delta, timeouts).await?;
+            let status = reply::status(S, &items)?;
+            if status == "ok" {
+                let written = Written {
+                    now_ms: reply::int(S, reply::at(S, &items, 1)?)?,
+                    expires_at_ms: reply::int(S, reply::at(S, &items, 2)?)?,
+                };
+                if let Some(t) = ticket {
+                    self.cache_saved(t, &target, &items, written);
                 }
+                return Ok(SaveOutcome::Saved(written));
+            }
+            // Anything but a live session: not cached.
+            if let Some(t) = ticket {
+                t.gone();
+            }
+            match status.as_str() {
                 "gone" => return Ok(SaveOutcome::Gone),
                 "moved" if hop == 0 => return Ok(SaveOutcome::Moved),
                 "alias" if hop == 0 => {
-                    let next = reply::text(S, reply::at(S, &items, 1)?)?;
-                    match id_in_tag(target.tag(), &next) {
+                    let next = reply::text(S, reply::at(S, &items, 1)?).ok();
+                    match next.and_then(|n| id_in_tag(target.tag(), &n)) {
                         Some(next) => target = next,
                         None => return Ok(SaveOutcome::Gone),
                     }
@@ -484,30 +717,61 @@ impl SessionStore for RedisStore {
             .arg(login.new.hash_part())
             .arg(old_hash);
         new_session_fields(&mut inv, login.data, login.client)?;
-        let items = reply::array(S, self.run(&inv).await?)?;
-        match reply::status(S, &items)?.as_str() {
-            "ok" => {}
-            "rejected" => return Ok(LoginOutcome::Rejected { max }),
-            other => return Err(reply::bad(S, format_args!("unknown status {other:?}"))),
-        }
-        let written = Written {
-            now_ms: reply::int(S, reply::at(S, &items, 1)?)?,
-            expires_at_ms: reply::int(S, reply::at(S, &items, 2)?)?,
+        let mut conn = self.conn().await?;
+        // The new session is not cached (its first load is); the old one,
+        // retired here, and the evicted ones leave the cache.
+        let old_ticket = match login.old {
+            Some(old) if keys.old_in_login => self.ticket(&conn, &self.inner.keys.session(old)),
+            _ => None,
         };
-        let mut evicted = Vec::new();
-        for hash in reply::array(S, reply::at(S, &items, 3)?.clone())? {
-            let hash = reply::text(S, &hash)?;
-            match id_in_tag(login.new.tag(), &hash) {
-                Some(id) => evicted.push(id),
-                None => {
-                    tracing::warn!(member = %hash, "evicted an index member that is not a session id")
+        let result = async {
+            let items = reply::array(S, self.exec(&mut conn, &inv).await?)?;
+            match reply::status(S, &items)?.as_str() {
+                "ok" => {}
+                "rejected" => return Ok(LoginOutcome::Rejected { max }),
+                other => return Err(reply::bad(S, format_args!("unknown status {other:?}"))),
+            }
+            let written = Written {
+                now_ms: reply::int(S, reply::at(S, &items, 1)?)?,
+                expires_at_ms: reply::int(S, reply::at(S, &items, 2)?)?,
+            };
+            let mut evicted = Vec::new();
+            for hash in reply::array(S, reply::at(S, &items, 3)?.clone())? {
+                let hash = reply::text(S, &hash)?;
+                match id_in_tag(login.new.tag(), &hash) {
+                    Some(id) => evicted.push(id),
+                    None => {
+                        tracing::warn!(member = %hash, "evicted an index member that is not a session id")
+                    }
                 }
             }
+            Ok(LoginOutcome::LoggedIn { written, evicted })
         }
-        if let (Some(retire), Some(old)) = (&keys.retire, login.old) {
+        .await;
+        match &result {
+            Ok(LoginOutcome::LoggedIn { evicted, .. }) => {
+                if let Some(t) = old_ticket {
+                    t.gone();
+                }
+                for id in evicted {
+                    self.forget(id);
+                }
+            }
+            Ok(LoginOutcome::Rejected { .. }) => {
+                if let Some(t) = old_ticket {
+                    t.unchanged();
+                }
+            }
+            // It may have run: which sessions it evicted is unknown.
+            Err(_) => self.forget_all(),
+        }
+        let outcome = result?;
+        if let (Some(retire), Some(old), LoginOutcome::LoggedIn { .. }) =
+            (&keys.retire, login.old, &outcome)
+        {
             self.retire_elsewhere(retire, old, login.moved_grace).await;
         }
-        Ok(LoginOutcome::LoggedIn { written, evicted })
+        Ok(outcome)
     }
 
     async fn rotate(
@@ -540,7 +804,14 @@ impl SessionStore for RedisStore {
             .arg(ms(grace))
             .arg(old.hash_part())
             .arg(new.hash_part());
-        let items = reply::array(S, self.run(&inv).await?)?;
+        let mut conn = self.conn().await?;
+        // The old key leaves the cache whatever happened; the new one is
+        // cached by its first load.
+        let ticket = self.ticket(&conn, &keys[0]);
+        let items = reply::array(S, self.exec(&mut conn, &inv).await?)?;
+        if let Some(t) = ticket {
+            t.gone();
+        }
         match reply::status(S, &items)?.as_str() {
             "ok" => Ok(RotateOutcome::Rotated(Written {
                 now_ms: reply::int(S, reply::at(S, &items, 1)?)?,
@@ -555,10 +826,19 @@ impl SessionStore for RedisStore {
         let keys = self.inner.keys.session_and_index(id);
         let mut inv = invocation(&self.inner.scripts.revoke, &keys);
         inv.arg(id.hash_part());
-        Ok(reply::int("revoke", &self.run(&inv).await?)? > 0)
+        // Not served from the cache from now on, and not cached again.
+        self.forget(id);
+        let mut conn = self.conn().await?;
+        let ticket = self.ticket(&conn, &keys[0]);
+        let ended = self.exec(&mut conn, &inv).await?;
+        if let Some(t) = ticket {
+            t.gone();
+        }
+        Ok(reply::int("revoke", &ended)? > 0)
     }
 
     async fn revoke_user(&self, user_id: &str, except: Option<&SessionId>) -> Result<u64> {
+        const S: &str = "revoke_user";
         let keys = self.inner.keys.user_index(user_id);
         let user_tag = crate::Tag::for_user(user_id);
         let keep = match except {
@@ -567,8 +847,24 @@ impl SessionStore for RedisStore {
         };
         let mut inv = invocation(&self.inner.scripts.revoke_user, &keys);
         inv.arg(user_id).arg(keep);
-        let n = reply::int("revoke_user", &self.run(&inv).await?)?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let ended = async {
+            let ended = reply::array(S, self.run(&inv).await?)?;
+            ended
+                .iter()
+                .map(|hash| reply::text(S, hash))
+                .collect::<Result<Vec<String>>>()
+        }
+        .await;
+        match &ended {
+            Ok(ended) => {
+                for id in ended.iter().filter_map(|h| id_in_tag(user_tag.as_str(), h)) {
+                    self.forget(&id);
+                }
+            }
+            // It may have run: which sessions it ended is unknown.
+            Err(_) => self.forget_all(),
+        }
+        Ok(u64::try_from(ended?.len()).unwrap_or(u64::MAX))
     }
 
     async fn sessions_of(&self, user_id: &str, timeouts: &Timeouts) -> Result<Vec<SessionInfo>> {
@@ -579,26 +875,37 @@ impl SessionStore for RedisStore {
         inv.arg(user_id).arg(ms(timeouts.idle));
         let mut list = Vec::new();
         for row in reply::array(S, self.run(&inv).await?)? {
-            let row = reply::array(S, row)?;
-            let hash = reply::text(S, reply::at(S, &row, 0)?)?;
-            let Some(id) = id_in_tag(tag.as_str(), &hash) else {
-                continue;
-            };
-            let meta = Meta {
-                user_id: Some(user_id.to_owned()),
-                created_ms: reply::int(S, reply::at(S, &row, 1)?)?,
-                last_seen_ms: reply::int(S, reply::at(S, &row, 2)?)?,
-                token_issued_ms: reply::int(S, reply::at(S, &row, 3)?)?,
-                absolute_deadline_ms: reply::int(S, reply::at(S, &row, 4)?)?,
-                version: u64::try_from(reply::int(S, reply::at(S, &row, 5)?)?).unwrap_or(0),
-                user_agent: reply::opt_text(S, reply::at(S, &row, 6)?)?,
-                client_ip: reply::opt_text(S, reply::at(S, &row, 7)?)?,
-            };
-            let expires_at_ms = reply::int(S, reply::at(S, &row, 8)?)?;
-            list.push((
-                meta.last_seen_ms,
-                SessionInfo::new(id, user_id.to_owned(), &meta, expires_at_ms),
-            ));
+            // One corrupt session must not hide the user's other sessions:
+            // a row that does not decode is skipped with a warning.
+            let decoded = (|| -> Result<Option<(SessionId, Meta, i64)>> {
+                let row = reply::array(S, row)?;
+                let hash = reply::text(S, reply::at(S, &row, 0)?)?;
+                let Some(id) = id_in_tag(tag.as_str(), &hash) else {
+                    return Ok(None);
+                };
+                let meta = Meta {
+                    user_id: Some(user_id.to_owned()),
+                    created_ms: reply::int(S, reply::at(S, &row, 1)?)?,
+                    last_seen_ms: reply::int(S, reply::at(S, &row, 2)?)?,
+                    token_issued_ms: reply::int(S, reply::at(S, &row, 3)?)?,
+                    absolute_deadline_ms: reply::int(S, reply::at(S, &row, 4)?)?,
+                    version: u64::try_from(reply::int(S, reply::at(S, &row, 5)?)?).unwrap_or(0),
+                    user_agent: reply::opt_text(S, reply::at(S, &row, 6)?)?,
+                    client_ip: reply::opt_text(S, reply::at(S, &row, 7)?)?,
+                };
+                let expires_at_ms = reply::int(S, reply::at(S, &row, 8)?)?;
+                Ok(Some((id, meta, expires_at_ms)))
+            })();
+            match decoded {
+                Ok(Some((id, meta, expires_at_ms))) => list.push((
+                    meta.last_seen_ms,
+                    SessionInfo::new(id, user_id.to_owned(), &meta, expires_at_ms),
+                )),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipped a corrupt session while listing a user's sessions")
+                }
+            }
         }
         list.sort_by_key(|(last_seen, _)| std::cmp::Reverse(*last_seen));
         Ok(list.into_iter().map(|(_, info)| info).collect())

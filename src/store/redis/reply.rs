@@ -131,8 +131,13 @@ pub(crate) fn session_fields(fields: &[Value]) -> std::result::Result<(Meta, Dat
             "@issued" => meta.token_issued_ms = number(2, &mut seen)?,
             "@deadline" => meta.absolute_deadline_ms = number(3, &mut seen)?,
             "@ver" => {
-                meta.version = u64::try_from(number(4, &mut seen)?)
-                    .map_err(|_| "metadata field @ver is negative".to_owned())?;
+                // The scripts bump it with HINCRBY, which fails past i64::MAX:
+                // a version out of this range would block every write.
+                let ver = number(4, &mut seen)?;
+                meta.version = u64::try_from(ver)
+                    .ok()
+                    .filter(|v| *v < 1 << 53)
+                    .ok_or_else(|| "metadata field @ver is out of range".to_owned())?;
             }
             _ => {}
         }

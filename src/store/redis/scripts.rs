@@ -22,6 +22,8 @@ pub(crate) struct Scripts {
     pub(crate) revoke: Script,
     pub(crate) revoke_user: Script,
     pub(crate) sessions_of: Script,
+    /// The batched idle-expiry refresh of the client-side cache.
+    pub(crate) touch: Script,
 }
 
 fn script(body: &str) -> Script {
@@ -40,11 +42,12 @@ impl Scripts {
             revoke: script(include_str!("scripts/revoke.lua")),
             revoke_user: script(include_str!("scripts/revoke_user.lua")),
             sessions_of: script(include_str!("scripts/sessions_of.lua")),
+            touch: script(include_str!("scripts/touch.lua")),
         }
     }
 
     /// All scripts, to preload with `SCRIPT LOAD`.
-    pub(crate) fn all(&self) -> [&Script; 9] {
+    pub(crate) fn all(&self) -> [&Script; 10] {
         [
             &self.load,
             &self.create,
@@ -55,6 +58,7 @@ impl Scripts {
             &self.revoke,
             &self.revoke_user,
             &self.sessions_of,
+            &self.touch,
         ]
     }
 }

@@ -17,6 +17,21 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- Runs a sorted-set command on an index. An index key of another type
+-- (only outside interference makes one) would fail every script of its
+-- users; it only lists sessions, so it is dropped and rebuilt as they are
+-- used. The normal path costs no extra command.
+local function index_call(cmd, idx, ...)
+  local r = redis.pcall(cmd, idx, ...)
+  if type(r) == 'table' and r.err then
+    if redis.call('TYPE', idx).ok ~= 'zset' then
+      redis.call('DEL', idx)
+    end
+    return redis.call(cmd, idx, ...)
+  end
+  return r
+end
+
 -- Sets a key's time to live, or deletes the key when none is left.
 local function put_ttl(key, ttl)
   if ttl > 0 then
@@ -88,7 +103,7 @@ end
 local function live_of(idx, user, now, idle, skip)
   local base = string.sub(idx, 1, -4) .. 's:'
   local out = {}
-  for _, h in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+  for _, h in ipairs(index_call('ZRANGE', idx, 0, -1)) do
     if h ~= skip then
       local key = base .. h
       local state, m = inspect(key, now, idle)
@@ -96,7 +111,7 @@ local function live_of(idx, user, now, idle, skip)
         if m.user == user then out[#out + 1] = {h, key, m} end
       else
         if state == 'expired' and m.user == user then redis.call('DEL', key) end
-        redis.call('ZREM', idx, h)
+        index_call('ZREM', idx, h)
       end
     end
   end

@@ -1,7 +1,10 @@
 -- load: read a session, enforce idle and absolute expiry on the Redis clock,
 -- and refresh `@seen` (TTL, index score) when the touch interval has passed.
 -- KEYS[1] session, KEYS[2] index of its tag.
--- ARGV[1] idle ms, ARGV[2] touch interval ms, ARGV[3] hash part.
+-- ARGV[1] idle ms, ARGV[2] touch interval ms, ARGV[3] hash part, ARGV[4]
+-- '1' when the caller keeps a client-side cache (CLIENT TRACKING ... NOLOOP):
+-- a touch then reads the key again, because this client's own write took
+-- the key out of its tracking table.
 -- Reply: {'ok', now, expires_at, touched, {field, value, ...}} | {'none'} |
 -- {'moved'} | {'alias', target hash part} | {'corrupt', reason}.
 local now = now_ms()
@@ -24,7 +27,7 @@ end
 local exp = math.min(seen + idle, deadline)
 if now >= exp then
   redis.call('DEL', KEYS[1])
-  if m['@user'] then redis.call('ZREM', KEYS[2], hash) end
+  if m['@user'] then index_call('ZREM', KEYS[2], hash) end
   return {'none'}
 end
 local touched = 0
@@ -34,11 +37,12 @@ if now - seen >= touch then
   redis.call('HSET', KEYS[1], '@seen', int(now))
   put_ttl(KEYS[1], exp - now)
   if m['@user'] then
-    redis.call('ZADD', KEYS[2], int(now), hash)
+    index_call('ZADD', KEYS[2], int(now), hash)
     extend_index(KEYS[2], exp)
   end
   for i = 1, #all, 2 do
     if all[i] == '@seen' then all[i + 1] = int(now) end
   end
+  if ARGV[4] == '1' then redis.call('EXISTS', KEYS[1]) end
 end
 return {'ok', now, exp, touched, all}

@@ -26,7 +26,7 @@ if max > 0 and #others > max - 1 then
   end)
   for i = 1, #others - (max - 1) do
     redis.call('DEL', others[i][2])
-    redis.call('ZREM', idx, others[i][1])
+    index_call('ZREM', idx, others[i][1])
     evicted[#evicted + 1] = others[i][1]
   end
 end
@@ -39,13 +39,13 @@ redis.call('HSET', KEYS[1], '@user', user, '@created', int(now), '@seen', int(no
 hset_args(KEYS[1], 9)
 put_ttl(KEYS[1], exp - now)
 if exp > now then
-  redis.call('ZADD', idx, int(now), new_hash)
+  index_call('ZADD', idx, int(now), new_hash)
   extend_index(idx, exp)
 end
 
 if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('DEL', KEYS[3])
-  redis.call('ZREM', KEYS[4] or idx, old_hash)
+  index_call('ZREM', KEYS[4] or idx, old_hash)
   if grace > 0 then
     redis.call('HSET', KEYS[3], '@moved', '1')
     redis.call('PEXPIRE', KEYS[3], int(grace))

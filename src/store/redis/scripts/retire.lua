@@ -6,7 +6,7 @@
 local grace = tonumber(ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[2])
+index_call('ZREM', KEYS[2], ARGV[2])
 if grace > 0 then
   redis.call('HSET', KEYS[1], '@moved', '1')
   redis.call('PEXPIRE', KEYS[1], int(grace))

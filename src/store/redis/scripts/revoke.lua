@@ -4,6 +4,6 @@
 local state = inspect(KEYS[1], now_ms(), nil)
 if state == 'none' then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+index_call('ZREM', KEYS[2], ARGV[1])
 if state == 'live' then return 1 end
 return 0

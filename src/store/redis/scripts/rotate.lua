@@ -9,7 +9,7 @@ local idle, grace = tonumber(ARGV[1]), tonumber(ARGV[3])
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'expired' then
   redis.call('DEL', KEYS[1])
-  if m.user then redis.call('ZREM', KEYS[3], ARGV[4]) end
+  if m.user then index_call('ZREM', KEYS[3], ARGV[4]) end
   return {'gone'}
 end
 if state ~= 'live' then return {'gone'} end
@@ -19,8 +19,8 @@ redis.call('HSET', KEYS[2], '@issued', int(now), '@seen', int(now))
 redis.call('HINCRBY', KEYS[2], '@ver', 1)
 put_ttl(KEYS[2], exp - now)
 if m.user then
-  redis.call('ZREM', KEYS[3], ARGV[4])
-  redis.call('ZADD', KEYS[3], int(now), ARGV[5])
+  index_call('ZREM', KEYS[3], ARGV[4])
+  index_call('ZADD', KEYS[3], int(now), ARGV[5])
   extend_index(KEYS[3], exp)
 end
 if grace > 0 then

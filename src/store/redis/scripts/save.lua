@@ -2,9 +2,13 @@
 -- refresh `@seen`. Never creates a session.
 -- KEYS[1] session, KEYS[2] index of its tag.
 -- ARGV[1] idle ms, ARGV[2] hash part, ARGV[3] clear ('1' or '0'),
--- ARGV[4] n = number of data fields to remove, ARGV[5..4+n] those fields,
--- ARGV[5+n..] field/value pairs to set.
--- Reply: {'ok', now, expires_at} | {'gone'} | {'moved'} | {'alias', target}.
+-- ARGV[4] '1' when the caller keeps a client-side cache (CLIENT TRACKING
+-- ... NOLOOP): the reply then carries every field, read after the last
+-- write, which also puts the key back in this client's tracking table.
+-- ARGV[5] n = number of data fields to remove, ARGV[6..5+n] those fields,
+-- ARGV[6+n..] field/value pairs to set.
+-- Reply: {'ok', now, expires_at[, {field, value, ...}]} | {'gone'} |
+-- {'moved'} | {'alias', target}.
 local now = now_ms()
 local idle, hash = tonumber(ARGV[1]), ARGV[2]
 local state, m = inspect(KEYS[1], now, idle)
@@ -12,7 +16,7 @@ if state == 'alias' then return {'alias', m} end
 if state == 'moved' then return {'moved'} end
 if state == 'expired' then
   redis.call('DEL', KEYS[1])
-  if m.user then redis.call('ZREM', KEYS[2], hash) end
+  if m.user then index_call('ZREM', KEYS[2], hash) end
   return {'gone'}
 end
 if state ~= 'live' then return {'gone'} end
@@ -23,15 +27,16 @@ if ARGV[3] == '1' then
   end
   hdel_list(KEYS[1], data, 1, #data)
 end
-local n = tonumber(ARGV[4])
-hdel_list(KEYS[1], ARGV, 5, 4 + n)
-hset_args(KEYS[1], 5 + n)
+local n = tonumber(ARGV[5])
+hdel_list(KEYS[1], ARGV, 6, 5 + n)
+hset_args(KEYS[1], 6 + n)
 redis.call('HINCRBY', KEYS[1], '@ver', 1)
 redis.call('HSET', KEYS[1], '@seen', int(now))
 local exp = math.min(now + idle, m.deadline)
 put_ttl(KEYS[1], exp - now)
 if m.user then
-  redis.call('ZADD', KEYS[2], int(now), hash)
+  index_call('ZADD', KEYS[2], int(now), hash)
   extend_index(KEYS[2], exp)
 end
+if ARGV[4] == '1' then return {'ok', now, exp, redis.call('HGETALL', KEYS[1])} end
 return {'ok', now, exp}
