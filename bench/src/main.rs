@@ -1,0 +1,85 @@
+//! `sessionkit-bench`: the side-by-side benchmark of issue 5.
+//!
+//! ```text
+//! cargo run --release -p sessionkit-bench                      # everything, ~4 min on 2 cores
+//! cargo run --release -p sessionkit-bench -- --duration 10 --connections 64
+//! cargo run --release -p sessionkit-bench -- micro             # in-process memory-store overhead
+//! cargo run --release -p sessionkit-bench -- micro --callgrind # + instruction counts (valgrind)
+//! cargo run --release -p sessionkit-bench --no-default-features   # without the client-cache variants
+//! ```
+//!
+//! The full run spawns its own `redis-server`, then each variant as a
+//! separate server process (this binary re-executed as `serve <variant>
+//! <port> <redis-url> <threads>`), loads `/login`, `/read` and `/write` of
+//! each with `wrk`, counts Redis commands per request, and prints a
+//! Markdown table and one line per issue-5 target.
+
+mod http;
+mod machine;
+mod micro;
+mod procs;
+mod report;
+mod resp;
+mod run;
+mod servers;
+mod wrk;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage:
+  sessionkit-bench [OPTIONS]              full benchmark (needs wrk and redis-server)
+  sessionkit-bench micro [MICRO OPTIONS]  in-process memory-store middleware overhead
+  sessionkit-bench serve <variant> <port> <redis-url> <threads>   (internal)
+  sessionkit-bench watch <program> [args..]                       (internal)
+
+OPTIONS (full benchmark):
+  --duration SECS        wrk run per variant and route (default 5)
+  --warmup SECS          wrk warm-up before each measured run (default 1)
+  --connections N        wrk connections (default 32)
+  --threads N            wrk threads (default 2)
+  --server-threads N     worker threads of each server (default 2)
+  --probe N              sequential requests watched with MONITOR per cell (default 20)
+  --only NAME[,NAME..]   only variants whose name contains one of these
+  --routes R[,R..]       routes to load, of login,read,write (default all)
+  --no-micro             skip the in-process micro-benchmark at the end
+  --micro-secs SECS      time budget of that micro-benchmark (default 3)
+
+MICRO OPTIONS:
+  --secs SECS            time budget (default 5)
+  --batch N              requests per timed batch (default 2000)
+  --callgrind            also count instructions with valgrind --tool=callgrind
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => servers::serve(&args[1..]),
+        Some("micro") => micro::main(&args[1..]),
+        Some("micro-child") => micro::child(&args[1..]),
+        Some("watch") => procs::watch(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => run::main(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sessionkit-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses the value after a flag.
+fn flag_value<T: std::str::FromStr>(args: &[String], i: &mut usize) -> Result<T, String> {
+    let name = &args[*i];
+    *i += 1;
+    let raw = args
+        .get(*i)
+        .ok_or_else(|| format!("{name} needs a value\n\n{USAGE}"))?;
+    raw.parse()
+        .map_err(|_| format!("{name}: cannot parse {raw:?}\n\n{USAGE}"))
+}

@@ -1,0 +1,465 @@
+//! The variants under test, each served by this binary re-executed as
+//! `serve <variant> <port> <redis-url> <threads>`.
+//!
+//! Every variant serves the same routes:
+//! - `POST /login`: log a new user in (a fresh user id per request);
+//! - `GET /read`: return the session's `user` value;
+//! - `GET /write`: increment the session's counter `n` and return it;
+//! - `POST /logout`: end the session (only probed for its Redis cost).
+//!
+//! The bare variants do the equivalent work without sessions.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sessionkit::{MemoryStore, SessionConfig, SessionManager};
+
+/// A server process lives at most this long, whatever happens to the
+/// benchmark that started it.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// Sessions the client-side cache may hold (the `client-cache` variants).
+#[cfg(feature = "client-cache")]
+const CACHE_SESSIONS: usize = 10_000;
+
+/// The framework a variant runs on; ratios compare with the bare variant of
+/// the same family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Axum,
+    Actix,
+}
+
+impl Family {
+    pub fn bare(self) -> Variant {
+        match self {
+            Family::Axum => Variant::AxumBare,
+            Family::Actix => Variant::ActixBare,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Axum => "axum",
+            Family::Actix => "actix-web",
+        }
+    }
+}
+
+/// The session store of a sessionkit variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Memory,
+    Redis,
+    RedisCache,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    AxumBare,
+    SkAxum(Store),
+    TowerSessionsRedis,
+    ActixBare,
+    SkActix(Store),
+    ActixSessionRedis,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 10] = [
+        Variant::AxumBare,
+        Variant::SkAxum(Store::Memory),
+        Variant::SkAxum(Store::Redis),
+        Variant::SkAxum(Store::RedisCache),
+        Variant::TowerSessionsRedis,
+        Variant::ActixBare,
+        Variant::SkActix(Store::Memory),
+        Variant::SkActix(Store::Redis),
+        Variant::SkActix(Store::RedisCache),
+        Variant::ActixSessionRedis,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::AxumBare => "axum-bare",
+            Variant::SkAxum(Store::Memory) => "sk-axum-memory",
+            Variant::SkAxum(Store::Redis) => "sk-axum-redis",
+            Variant::SkAxum(Store::RedisCache) => "sk-axum-redis-cache",
+            Variant::TowerSessionsRedis => "tower-sessions-redis",
+            Variant::ActixBare => "actix-bare",
+            Variant::SkActix(Store::Memory) => "sk-actix-memory",
+            Variant::SkActix(Store::Redis) => "sk-actix-redis",
+            Variant::SkActix(Store::RedisCache) => "sk-actix-redis-cache",
+            Variant::ActixSessionRedis => "actix-session-redis",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    pub fn family(self) -> Family {
+        match self {
+            Variant::AxumBare | Variant::SkAxum(_) | Variant::TowerSessionsRedis => Family::Axum,
+            Variant::ActixBare | Variant::SkActix(_) | Variant::ActixSessionRedis => Family::Actix,
+        }
+    }
+
+    pub fn is_bare(self) -> bool {
+        matches!(self, Variant::AxumBare | Variant::ActixBare)
+    }
+
+    pub fn is_peer(self) -> bool {
+        matches!(
+            self,
+            Variant::TowerSessionsRedis | Variant::ActixSessionRedis
+        )
+    }
+
+    pub fn store(self) -> Option<Store> {
+        match self {
+            Variant::SkAxum(s) | Variant::SkActix(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn uses_redis(self) -> bool {
+        self.is_peer() || matches!(self.store(), Some(Store::Redis | Store::RedisCache))
+    }
+
+    /// Why this variant cannot run in this build, if it cannot.
+    pub fn unavailable(self) -> Option<&'static str> {
+        if self.store() == Some(Store::RedisCache) && !cfg!(feature = "client-cache") {
+            return Some("not built: the bench's `client-cache` feature is off");
+        }
+        None
+    }
+}
+
+// ------------------------------------------------------------------ serve
+
+/// `serve <variant> <port> <redis-url> <threads>`: runs one variant until
+/// stdin closes (the benchmark holds the other end), or at most
+/// [`MAX_LIFETIME`].
+pub fn serve(args: &[String]) -> Result<(), String> {
+    let [name, port, redis_url, threads] = args else {
+        return Err("usage: serve <variant> <port> <redis-url> <threads>".into());
+    };
+    let variant = Variant::from_name(name).ok_or_else(|| format!("unknown variant {name:?}"))?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    let threads: usize = threads
+        .parse()
+        .map_err(|_| format!("bad thread count {threads:?}"))?;
+    if let Some(why) = variant.unavailable() {
+        return Err(format!("{name}: {why}"));
+    }
+    exit_when_orphaned();
+    if std::env::var_os("RUST_LOG").is_some() {
+        // e.g. RUST_LOG=sessionkit=debug: why a variant answers 503.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match variant.family() {
+        Family::Axum => axum_servers::serve(variant, port, redis_url, threads.max(1)),
+        Family::Actix => actix_servers::serve(variant, port, redis_url, threads.max(1)),
+    }
+}
+
+/// Exits when stdin reaches EOF (the benchmark died or dropped us) and
+/// after [`MAX_LIFETIME`].
+fn exit_when_orphaned() {
+    std::thread::spawn(|| {
+        let mut buf = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        std::process::exit(0);
+    });
+    std::thread::spawn(|| {
+        std::thread::sleep(MAX_LIFETIME);
+        eprintln!("server: lived {MAX_LIFETIME:?}, exiting");
+        std::process::exit(0);
+    });
+}
+
+/// Fresh user ids for `/login`: a new user per request, as real logins are
+/// (one user logging in 100,000 times would make every login scan that
+/// user's ever-growing session list, in any store that keeps one).
+static LOGINS: AtomicU64 = AtomicU64::new(0);
+/// The bare variants' stand-in for a session counter.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn next_user() -> String {
+    format!("user-{}", LOGINS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The sessionkit manager of a variant, built inside the server's runtime
+/// (the memory store starts its purge task there).
+async fn sk_manager(store: Store, redis_url: &str) -> Result<SessionManager, String> {
+    let config = SessionConfig::default();
+    Ok(match store {
+        Store::Memory => SessionManager::new(MemoryStore::new(), config),
+        Store::Redis => {
+            let store = sessionkit::redis::RedisStore::connect(redis_url)
+                .await
+                .map_err(|e| format!("RedisStore::connect: {e}"))?;
+            SessionManager::new(store, config)
+        }
+        Store::RedisCache => SessionManager::new(cached_store(redis_url).await?, config),
+    })
+}
+
+#[cfg(feature = "client-cache")]
+async fn cached_store(redis_url: &str) -> Result<sessionkit::redis::RedisStore, String> {
+    sessionkit::redis::RedisStore::builder()
+        .url(redis_url)
+        .client_cache(CACHE_SESSIONS)
+        .build()
+        .await
+        .map_err(|e| format!("RedisStore with client cache: {e}"))
+}
+
+#[cfg(not(feature = "client-cache"))]
+async fn cached_store(_redis_url: &str) -> Result<sessionkit::redis::RedisStore, String> {
+    Err("built without the client-cache feature".into())
+}
+
+/// Handlers shared by both frameworks: `sessionkit::Session` is an extractor
+/// in axum and in actix-web, and `sessionkit::Error` a response in both.
+pub(crate) mod handlers {
+    use sessionkit::{Error, Session};
+    use std::sync::atomic::Ordering;
+
+    pub async fn bare_login() -> String {
+        super::next_user()
+    }
+
+    pub async fn bare_read() -> String {
+        "user-0".to_owned()
+    }
+
+    pub async fn bare_write() -> String {
+        (super::COUNTER.fetch_add(1, Ordering::Relaxed) + 1).to_string()
+    }
+
+    pub async fn bare_logout() -> &'static str {
+        "bye"
+    }
+
+    pub async fn sk_login(session: Session) -> Result<String, Error> {
+        let user = super::next_user();
+        session.insert("user", &user)?;
+        session.login(user.clone()).await?;
+        Ok(user)
+    }
+
+    pub async fn sk_read(session: Session) -> Result<String, Error> {
+        Ok(session.get::<String>("user")?.unwrap_or_default())
+    }
+
+    pub async fn sk_write(session: Session) -> Result<String, Error> {
+        let n: u64 = session.get("n")?.unwrap_or(0) + 1;
+        session.insert("n", n)?;
+        Ok(n.to_string())
+    }
+
+    pub async fn sk_logout(session: Session) -> Result<&'static str, Error> {
+        session.logout().await?;
+        Ok("bye")
+    }
+}
+
+// ------------------------------------------------------------------- axum
+
+mod axum_servers {
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    use axum::Router;
+    use sessionkit::axum::SessionLayer;
+    use tower_sessions::{Session as TsSession, SessionManagerLayer};
+    use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
+    use tower_sessions_redis_store::RedisStore as TsRedisStore;
+
+    use super::{handlers::*, next_user, sk_manager, Variant};
+
+    /// fred connections in tower-sessions-redis-store's pool (its example's).
+    const FRED_POOL: usize = 6;
+
+    pub fn serve(
+        variant: Variant,
+        port: u16,
+        redis_url: &str,
+        threads: usize,
+    ) -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let app = match variant {
+                Variant::AxumBare => Router::new()
+                    .route("/login", post(bare_login))
+                    .route("/read", get(bare_read))
+                    .route("/write", get(bare_write))
+                    .route("/logout", post(bare_logout)),
+                Variant::SkAxum(store) => Router::new()
+                    .route("/login", post(sk_login))
+                    .route("/read", get(sk_read))
+                    .route("/write", get(sk_write))
+                    .route("/logout", post(sk_logout))
+                    .layer(SessionLayer::new(sk_manager(store, redis_url).await?)),
+                Variant::TowerSessionsRedis => {
+                    let config = Config::from_url(redis_url).map_err(|e| e.to_string())?;
+                    let pool = Pool::new(config, None, None, None, FRED_POOL)
+                        .map_err(|e| e.to_string())?;
+                    let _task = pool.connect();
+                    pool.wait_for_connect().await.map_err(|e| e.to_string())?;
+                    let layer =
+                        SessionManagerLayer::new(TsRedisStore::new(pool)).with_secure(false);
+                    Router::new()
+                        .route("/login", post(ts_login))
+                        .route("/read", get(ts_read))
+                        .route("/write", get(ts_write))
+                        .route("/logout", post(ts_logout))
+                        .layer(layer)
+                }
+                other => return Err(format!("{} is not an axum variant", other.name())),
+            };
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .map_err(|e| format!("bind 127.0.0.1:{port}: {e}"))?;
+            axum::serve(listener, app).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn internal(e: impl std::fmt::Display) -> (StatusCode, String) {
+        (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+
+    async fn ts_login(session: TsSession) -> Result<String, (StatusCode, String)> {
+        let user = next_user();
+        session.insert("user", &user).await.map_err(internal)?;
+        session.cycle_id().await.map_err(internal)?;
+        Ok(user)
+    }
+
+    async fn ts_read(session: TsSession) -> Result<String, (StatusCode, String)> {
+        let user: Option<String> = session.get("user").await.map_err(internal)?;
+        Ok(user.unwrap_or_default())
+    }
+
+    async fn ts_write(session: TsSession) -> Result<String, (StatusCode, String)> {
+        let n: u64 = session.get("n").await.map_err(internal)?.unwrap_or(0) + 1;
+        session.insert("n", n).await.map_err(internal)?;
+        Ok(n.to_string())
+    }
+
+    async fn ts_logout(session: TsSession) -> Result<&'static str, (StatusCode, String)> {
+        session.flush().await.map_err(internal)?;
+        Ok("bye")
+    }
+}
+
+// -------------------------------------------------------------- actix-web
+
+mod actix_servers {
+    use actix_session::storage::RedisSessionStore;
+    use actix_session::{Session as AsSession, SessionMiddleware as AsMiddleware};
+    use actix_web::cookie::Key;
+    use actix_web::{web, App, HttpServer};
+    use sessionkit::actix::SessionMiddleware;
+
+    use super::{handlers::*, next_user, sk_manager, Variant};
+
+    pub fn serve(
+        variant: Variant,
+        port: u16,
+        redis_url: &str,
+        threads: usize,
+    ) -> Result<(), String> {
+        let redis_url = redis_url.to_owned();
+        actix_web::rt::System::new().block_on(async move {
+            let addr = ("127.0.0.1", port);
+            let bound = |e: std::io::Error| format!("bind 127.0.0.1:{port}: {e}");
+            let server = match variant {
+                Variant::ActixBare => HttpServer::new(|| {
+                    App::new()
+                        .route("/login", web::post().to(bare_login))
+                        .route("/read", web::get().to(bare_read))
+                        .route("/write", web::get().to(bare_write))
+                        .route("/logout", web::post().to(bare_logout))
+                })
+                .workers(threads)
+                .disable_signals()
+                .bind(addr)
+                .map_err(bound)?
+                .run(),
+                Variant::SkActix(store) => {
+                    let manager = sk_manager(store, &redis_url).await?;
+                    HttpServer::new(move || {
+                        App::new()
+                            .wrap(SessionMiddleware::new(manager.clone()))
+                            .route("/login", web::post().to(sk_login))
+                            .route("/read", web::get().to(sk_read))
+                            .route("/write", web::get().to(sk_write))
+                            .route("/logout", web::post().to(sk_logout))
+                    })
+                    .workers(threads)
+                    .disable_signals()
+                    .bind(addr)
+                    .map_err(bound)?
+                    .run()
+                }
+                Variant::ActixSessionRedis => {
+                    let store = RedisSessionStore::new(redis_url.as_str())
+                        .await
+                        .map_err(|e| format!("RedisSessionStore: {e}"))?;
+                    let key = Key::generate();
+                    HttpServer::new(move || {
+                        App::new()
+                            .wrap(
+                                AsMiddleware::builder(store.clone(), key.clone())
+                                    .cookie_secure(false)
+                                    .build(),
+                            )
+                            .route("/login", web::post().to(as_login))
+                            .route("/read", web::get().to(as_read))
+                            .route("/write", web::get().to(as_write))
+                            .route("/logout", web::post().to(as_logout))
+                    })
+                    .workers(threads)
+                    .disable_signals()
+                    .bind(addr)
+                    .map_err(bound)?
+                    .run()
+                }
+                other => return Err(format!("{} is not an actix-web variant", other.name())),
+            };
+            server.await.map_err(|e| e.to_string())
+        })
+    }
+
+    async fn as_login(session: AsSession) -> actix_web::Result<String> {
+        let user = next_user();
+        session.insert("user", &user)?;
+        session.renew();
+        Ok(user)
+    }
+
+    async fn as_read(session: AsSession) -> actix_web::Result<String> {
+        Ok(session.get::<String>("user")?.unwrap_or_default())
+    }
+
+    async fn as_write(session: AsSession) -> actix_web::Result<String> {
+        let n: u64 = session.get("n")?.unwrap_or(0) + 1;
+        session.insert("n", n)?;
+        Ok(n.to_string())
+    }
+
+    async fn as_logout(session: AsSession) -> &'static str {
+        session.purge();
+        "bye"
+    }
+}
