@@ -33,14 +33,20 @@ pub(crate) fn token_from_cookie_headers<'a>(
         if header.len() > MAX_COOKIE_HEADER_LEN {
             continue;
         }
-        let Ok(text) = std::str::from_utf8(header) else {
-            continue;
-        };
-        for cookie in Cookie::split_parse(text).flatten() {
-            if cookie.name() == config.cookie_name && cookie.value().len() == TOKEN_LEN {
-                if let Some(token) = Token::parse(cookie.value()) {
-                    return Some(token);
-                }
+        // `name=value` pairs split by `;`, as browsers send them. Only our
+        // cookie's value is looked at, as bytes, so the rest of the header
+        // (other apps' cookies, any encoding) costs a scan and nothing else.
+        let name = config.cookie_name.as_bytes();
+        for pair in header.split(|b| *b == b';') {
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
+                continue;
+            };
+            let (n, v) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            if n != name || v.len() != TOKEN_LEN {
+                continue;
+            }
+            if let Some(token) = std::str::from_utf8(v).ok().and_then(Token::parse) {
+                return Some(token);
             }
         }
     }

@@ -63,11 +63,14 @@ impl Token {
         if !is_b64(tag) || !is_b64(secret) {
             return None;
         }
-        // A 43-char unpadded base64 string has 2 spare bits; a canonical
-        // encoder leaves them zero. Decoding rejects the non-canonical forms,
-        // so one secret has exactly one accepted spelling.
-        URL_SAFE_NO_PAD.decode(secret).ok()?;
-        URL_SAFE_NO_PAD.decode(tag).ok()?;
+        // 43 characters carry 258 bits for a 256-bit secret: a canonical
+        // encoder leaves the last character's 2 low bits zero. Rejecting the
+        // other spellings gives one secret exactly one accepted form. (The
+        // 8-character tag is exactly 6 bytes: no spare bits.)
+        let last = secret.as_bytes()[SECRET_LEN - 1];
+        if b64_value(last)? & 0b11 != 0 {
+            return None;
+        }
         Some(Token(s.to_owned()))
     }
 
@@ -194,6 +197,18 @@ impl<'de> serde::Deserialize<'de> for SessionId {
     }
 }
 
+/// The 6-bit value of a URL-safe base64 character.
+fn b64_value(b: u8) -> Option<u8> {
+    match b {
+        b'A'..=b'Z' => Some(b - b'A'),
+        b'a'..=b'z' => Some(b - b'a' + 26),
+        b'0'..=b'9' => Some(b - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    }
+}
+
 fn is_b64(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -249,6 +264,29 @@ mod tests {
         let tricky = format!("8abcdef\u{1038C}{}", "a".repeat(TOKEN_LEN - 11));
         assert_eq!(tricky.len(), TOKEN_LEN);
         assert!(Token::parse(&tricky).is_none());
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_of_a_secret_is_accepted() {
+        for _ in 0..64 {
+            let t = Token::generate(&Tag::random());
+            let s = t.as_str();
+            let last = s.as_bytes()[TOKEN_LEN - 1];
+            // Same 6-bit group but for the 2 spare bits: decodes to the same
+            // bytes, so it must be refused.
+            let value = b64_value(last).unwrap();
+            for spare in 1..4u8 {
+                let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                let other = alphabet[usize::from(value | spare)] as char;
+                let variant = format!("{}{other}", &s[..TOKEN_LEN - 1]);
+                assert_eq!(
+                    URL_SAFE_NO_PAD.decode(&variant[TAG_LEN + 1..]).ok(),
+                    None,
+                    "the base64 crate agrees it is not canonical"
+                );
+                assert!(Token::parse(&variant).is_none(), "{variant}");
+            }
+        }
     }
 
     #[test]
