@@ -1,6 +1,6 @@
 //! actix-web integration: [`SessionMiddleware`] (an actix `Transform`) and
-//! the [`Session`] extractor. The handle is the same `Send + Sync`
-//! [`Session`] as in axum.
+//! the [`Session`] and [`LockedSession`] extractors. The handle is the same
+//! `Send + Sync` [`Session`] as in axum.
 //!
 //! ```
 //! use actix_web::{web, App};
@@ -32,7 +32,9 @@ use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceRes
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
-use crate::{Error, HeaderSource, RequestSession, ResponseHeaders, Session, SessionManager};
+use crate::{
+    Error, HeaderSource, LockedSession, RequestSession, ResponseHeaders, Session, SessionManager,
+};
 
 /// Adds sessions to every request of the wrapped actix-web service.
 #[derive(Clone, Debug)]
@@ -137,6 +139,18 @@ impl FromRequest for Session {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let request = req.extensions().get::<RequestSession>().cloned();
         Box::pin(async move { request.ok_or(Error::MissingLayer)?.session().await })
+    }
+}
+
+/// Takes the session's lock before the handler runs; rejects with the
+/// typed [`Error`] (`423 Locked` on timeout).
+impl FromRequest for LockedSession {
+    type Error = Error;
+    type Future = LocalBoxFuture<Result<LockedSession, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = req.extensions().get::<RequestSession>().cloned();
+        Box::pin(async move { request.ok_or(Error::MissingLayer)?.locked_session().await })
     }
 }
 

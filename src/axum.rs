@@ -1,5 +1,5 @@
 //! axum integration: [`SessionLayer`] (a tower `Layer`), [`SessionService`],
-//! and the [`Session`] extractor.
+//! and the [`Session`] and [`LockedSession`] extractors.
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -27,7 +27,7 @@ use http::{HeaderName, HeaderValue, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Error, RequestSession, ResponseHeaders, Session, SessionManager};
+use crate::{Error, LockedSession, RequestSession, ResponseHeaders, Session, SessionManager};
 
 /// Adds sessions to every request of the wrapped service.
 #[derive(Clone, Debug)]
@@ -118,16 +118,29 @@ fn apply(headers: &ResponseHeaders, out: &mut http::HeaderMap) {
     }
 }
 
+fn request_session(parts: &Parts) -> Result<RequestSession, Error> {
+    parts
+        .extensions
+        .get::<RequestSession>()
+        .cloned()
+        .ok_or(Error::MissingLayer)
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let request = parts
-            .extensions
-            .get::<RequestSession>()
-            .cloned()
-            .ok_or(Error::MissingLayer)?;
-        request.session().await
+        request_session(parts)?.session().await
+    }
+}
+
+/// Takes the session's lock before the handler runs; rejects with the
+/// typed [`Error`] (`423 Locked` on timeout).
+impl<S: Send + Sync> FromRequestParts<S> for LockedSession {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        request_session(parts)?.locked_session().await
     }
 }
 

@@ -193,6 +193,8 @@ pub struct SessionConfig {
     pub(crate) transport: TokenTransport,
     pub(crate) store_failure: StoreFailure,
     pub(crate) limits: Limits,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) lock_lease: Duration,
 }
 
 impl Default for SessionConfig {
@@ -215,6 +217,8 @@ impl Default for SessionConfig {
             transport: TokenTransport::Cookie,
             store_failure: StoreFailure::Reject,
             limits: Limits::default(),
+            lock_timeout: Duration::from_secs(5),
+            lock_lease: Duration::from_secs(10),
         }
     }
 }
@@ -353,6 +357,35 @@ impl SessionConfig {
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// How long [`Session::lock`](crate::Session::lock) (and the
+    /// [`LockedSession`](crate::LockedSession) extractor) waits for another
+    /// request of the same session to release the lock before failing with
+    /// [`Error::LockTimeout`](crate::Error::LockTimeout) (`423 Locked`).
+    /// Default 5 s.
+    pub fn lock_timeout(mut self, d: Duration) -> Self {
+        self.lock_timeout = d;
+        self
+    }
+
+    /// How long a session lock lasts unless renewed: the longest another
+    /// request waits for a holder that crashed or stalled. A holder renews
+    /// it every third of the lease while its guard lives. Default 10 s; at
+    /// least 1 ms.
+    pub fn lock_lease(mut self, d: Duration) -> Self {
+        self.lock_lease = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The lock timeout in use.
+    pub fn get_lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
+
+    /// The lock lease in use.
+    pub fn get_lock_lease(&self) -> Duration {
+        self.lock_lease
     }
 
     /// Where the token travels: cookie (default), header, or both.

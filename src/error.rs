@@ -93,6 +93,25 @@ pub enum Error {
         max: usize,
     },
 
+    /// [`Session::lock`](crate::Session::lock) (or the
+    /// [`LockedSession`](crate::LockedSession) extractor) waited the whole
+    /// [`lock_timeout`](crate::SessionConfig::lock_timeout) while another
+    /// request of the same session held the lock. `423 Locked`: the client
+    /// may retry.
+    #[error("the session is locked by another request; gave up after {0:?}")]
+    LockTimeout(Duration),
+
+    /// The request held the session's lock, but lost it before its changes
+    /// were written: its lease ran out and another request took the lock
+    /// (or the token was replaced by another request's login or rotation).
+    /// Nothing was written, so the newer holder's changes stand. `409
+    /// Conflict`.
+    #[error(
+        "the session lock was lost before the changes were saved \
+         (another request took it); nothing was written"
+    )]
+    LockLost,
+
     /// The `Session` extractor ran on a request the session middleware did
     /// not see.
     #[error(
@@ -115,7 +134,8 @@ impl Error {
         use http::StatusCode as S;
         match self {
             Error::Store(_) | Error::StoreTimeout(_) => S::SERVICE_UNAVAILABLE,
-            Error::TooManySessions { .. } => S::CONFLICT,
+            Error::TooManySessions { .. } | Error::LockLost => S::CONFLICT,
+            Error::LockTimeout(_) => S::LOCKED,
             Error::SessionEnded => S::UNAUTHORIZED,
             Error::KeyTooLong { .. }
             | Error::ValueTooLarge { .. }

@@ -50,6 +50,11 @@
 //!   keys both keep their change; for the *same* key the last write wins.
 //! - Logout and revocation are final: a request in flight with the session
 //!   cannot write it back; its response is kept and clears the cookie.
+//! - For a read-modify-write that must not lose an update, a request takes
+//!   the session's lock ([`Session::lock`], or the [`LockedSession`]
+//!   extractor): other requests of the session that ask for it wait, and a
+//!   fencing token stops a holder whose lease ran out from overwriting a
+//!   newer holder's write. The lock is advisory (see [`lock`]).
 //! - Expiry (idle and absolute) is decided by the store's clock.
 //! - A store failure or timeout becomes `503 Service Unavailable` for the
 //!   requests that use the session (configurable: [`StoreFailure`]); routes
@@ -68,6 +73,7 @@ mod config;
 mod cookies;
 mod error;
 mod headers;
+pub mod lock;
 mod manager;
 mod request;
 mod session;
@@ -88,6 +94,7 @@ pub use config::{
 pub use cookies::MAX_COOKIE_HEADER_LEN;
 pub use error::{BoxError, Error, Result};
 pub use headers::{HeaderSource, ResponseHeaders};
+pub use lock::{LockedSession, SessionLock};
 pub use manager::SessionManager;
 pub use request::RequestSession;
 pub use session::{Session, Status};

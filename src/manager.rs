@@ -4,17 +4,24 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::duration_ms;
 use crate::cookies::{self, CookieAction};
 use crate::headers::{self, HeaderSource, ResponseHeaders};
+use crate::lock::{self, HeldLock};
 use crate::session::{State, Status};
 use crate::store::{
-    ClientInfo, Login, LoginOutcome, NewSession, Retire, RotateOutcome, SaveOutcome, SessionInfo,
-    SessionStore, Timeouts, Written,
+    ClientInfo, Loaded, LockOutcome, Login, LoginOutcome, NewSession, Retire, RotateOutcome,
+    SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
 };
 use crate::token::{Tag, Token};
-use crate::{Error, Result, Session, SessionConfig, SessionId};
+use crate::{Error, Result, Session, SessionConfig, SessionId, SessionLock};
+
+/// The first pause between two attempts to take a held lock.
+const LOCK_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// The longest pause between two attempts to take a held lock.
+const LOCK_BACKOFF_MAX: Duration = Duration::from_millis(50);
 
 /// Loads and commits sessions and runs per-user operations. Built once from
 /// a store and a [`SessionConfig`]; `Clone` (cheap), `Send + Sync`, and free
@@ -150,7 +157,7 @@ impl SessionManager {
     /// session, so a retry can commit them.
     pub async fn commit(&self, session: &Session) -> Result<ResponseHeaders> {
         let cookie = self.commit_session(session).await?;
-        Ok(self.response_headers(&cookie, &session.lock()))
+        Ok(self.response_headers(&cookie, &session.state()))
     }
 
     /// The response headers for a committed session.
@@ -176,10 +183,15 @@ impl SessionManager {
     async fn commit_session(&self, session: &Session) -> Result<CookieAction> {
         let config = &self.inner.config;
         let timeouts = &self.inner.timeouts;
-        let (id, token, delta, rotation_due) = {
-            let mut st = session.lock();
+        let (id, token, mut delta, rotation_due, fence) = {
+            let mut st = session.state();
             if st.detached {
                 return Ok(CookieAction::None);
+            }
+            // The lock is released below, once the changes are written: no
+            // renewal from here on.
+            if let Some(held) = &st.lock {
+                held.stop_renewal();
             }
             if st.status == Status::Destroyed {
                 let client_may_hold_cookie = st.had_token || st.token.is_some();
@@ -190,11 +202,18 @@ impl SessionManager {
                 });
             }
             let delta = st.take_delta();
-            (st.id.clone(), st.token.clone(), delta, st.rotation_due)
+            let fence = st.lock.as_ref().map(|held| held.fence);
+            (
+                st.id.clone(),
+                st.token.clone(),
+                delta,
+                st.rotation_due,
+                fence,
+            )
         };
 
         let Some(mut id) = id else {
-            if session.lock().data.is_empty() {
+            if session.state().data.is_empty() {
                 return Ok(CookieAction::None);
             }
             return self.create(session).await;
@@ -207,7 +226,7 @@ impl SessionManager {
                 let outcome = self
                     .call(self.inner.store.rotate(&id, &new.id(), retire, timeouts))
                     .await;
-                let mut st = session.lock();
+                let mut st = session.state();
                 match outcome {
                     Ok(RotateOutcome::Rotated(w)) => {
                         id = new.id();
@@ -227,36 +246,65 @@ impl SessionManager {
             }
         }
 
+        delta.fence = fence;
         if !delta.is_empty() {
             let outcome = self
                 .call(self.inner.store.save(&id, &delta, timeouts))
                 .await;
-            let mut st = session.lock();
+            let mut st = session.state();
             match outcome {
                 Ok(SaveOutcome::Saved(w)) => {
                     st.expiry = Some(w);
                     st.expiry_moved = true;
                 }
                 Ok(SaveOutcome::Gone) => return Ok(self.ended_elsewhere(&mut st)),
+                Ok(SaveOutcome::Moved) if fence.is_some() => {
+                    // The token was replaced under the lock: the changes
+                    // made under it cannot be written, and must not vanish
+                    // silently.
+                    st.lock = None;
+                    tracing::debug!(session = %id, "token replaced under the session lock; write refused");
+                    return Err(Error::LockLost);
+                }
                 Ok(SaveOutcome::Moved) => {
                     tracing::debug!(session = %id, "token replaced by another request; write dropped");
                     return Ok(CookieAction::None);
                 }
+                Ok(SaveOutcome::Fenced) => {
+                    st.lock = None;
+                    tracing::debug!(session = %id, "session lock lost before the commit; write refused");
+                    return Err(Error::LockLost);
+                }
                 Err(e) => {
+                    // The lock stays recorded: the session's drop releases
+                    // it if no retry commits.
                     st.restore_delta(&delta);
                     return Err(e);
                 }
             }
         }
 
-        Ok(self.cookie_after_commit(&session.lock()))
+        if let Some(fence) = fence {
+            // Released only now that the changes made under it are written.
+            self.release_lock(&id, fence).await;
+            session.state().lock = None;
+        }
+
+        Ok(self.cookie_after_commit(&session.state()))
     }
 
     /// First write of an anonymous session: store it under a fresh token.
     async fn create(&self, session: &Session) -> Result<CookieAction> {
+        self.store_new(session).await?;
+        Ok(self.cookie_after_commit(&session.state()))
+    }
+
+    /// Stores a session that is not stored yet under a fresh token, with the
+    /// data it holds now.
+    async fn store_new(&self, session: &Session) -> Result<()> {
         let token = Token::generate(&Tag::random());
         let id = token.id();
-        let data = session.lock().data.clone();
+        let data = session.state().data.clone();
         let new = NewSession {
             data: &data,
             client: session.client(),
@@ -264,13 +312,13 @@ impl SessionManager {
         let written = self
             .call(self.inner.store.create(&id, new, &self.inner.timeouts))
             .await?;
-        let mut st = session.lock();
+        let mut st = session.state();
         st.id = Some(id);
         st.token = Some(token);
         st.send_token = true;
         st.expiry = Some(written);
         keep_changes_made_since(&mut st, &data);
-        Ok(self.cookie_after_commit(&st))
+        Ok(())
     }
 
     /// The session vanished from the store while this request ran.
@@ -303,7 +351,7 @@ impl SessionManager {
 
     pub(crate) async fn login_session(&self, session: &Session, user_id: String) -> Result<()> {
         let (old, data, delta) = {
-            let mut st = session.lock();
+            let mut st = session.state();
             if st.status == Status::Destroyed {
                 return Err(Error::SessionEnded);
             }
@@ -324,13 +372,18 @@ impl SessionManager {
         let outcome = self
             .call(self.inner.store.login(login, &self.inner.timeouts))
             .await;
-        let mut st = session.lock();
+        let mut st = session.state();
         match outcome {
             Ok(LoginOutcome::LoggedIn { written, evicted }) => {
                 if !evicted.is_empty() {
                     tracing::debug!(session = %new_id, evicted = evicted.len(), "login evicted older sessions");
                 }
                 keep_changes_made_since(&mut st, &data);
+                // The old session's lock ended with it; the new session is
+                // known to this request only, and is written unfenced.
+                if let Some(held) = st.lock.take() {
+                    held.stop_renewal();
+                }
                 st.id = Some(new_id);
                 st.token = Some(new);
                 st.user_id = Some(user_id);
@@ -354,18 +407,18 @@ impl SessionManager {
     }
 
     pub(crate) async fn logout_session(&self, session: &Session) -> Result<()> {
-        let id = session.lock().id.clone();
+        let id = session.state().id.clone();
         if let Some(id) = &id {
             self.call(self.inner.store.revoke(id)).await?;
             tracing::debug!(session = %id, "logged out");
         }
-        end_locally(&mut session.lock());
+        end_locally(&mut session.state());
         Ok(())
     }
 
     pub(crate) async fn logout_everywhere_session(&self, session: &Session) -> Result<u64> {
         let (id, user) = {
-            let st = session.lock();
+            let st = session.state();
             (st.id.clone(), st.user_id.clone())
         };
         let ended = match (&user, &id) {
@@ -374,13 +427,13 @@ impl SessionManager {
             (None, None) => 0,
         };
         tracing::debug!(session = ?id, ended, "logged out everywhere");
-        end_locally(&mut session.lock());
+        end_locally(&mut session.state());
         Ok(ended)
     }
 
     pub(crate) async fn rotate_session(&self, session: &Session) -> Result<()> {
         let (id, tag) = {
-            let st = session.lock();
+            let st = session.state();
             if st.status == Status::Destroyed {
                 return Err(Error::SessionEnded);
             }
@@ -398,9 +451,14 @@ impl SessionManager {
                     .rotate(&id, &new.id(), retire, &self.inner.timeouts),
             )
             .await?;
-        let mut st = session.lock();
+        let mut st = session.state();
         match outcome {
             RotateOutcome::Rotated(w) => {
+                // The store dropped the lock with the old token; as after a
+                // login, the new token is known to this request only.
+                if let Some(held) = st.lock.take() {
+                    held.stop_renewal();
+                }
                 st.id = Some(new.id());
                 st.token = Some(new);
                 st.send_token = true;
@@ -413,6 +471,117 @@ impl SessionManager {
                 self.ended_elsewhere(&mut st);
                 Err(Error::SessionEnded)
             }
+        }
+    }
+
+    /// Takes the session's lock for this request (see [`Session::lock`]).
+    pub(crate) async fn lock_session(&self, session: &Session) -> Result<SessionLock> {
+        let _one_at_a_time = session.lock_gate().await;
+        {
+            let mut st = session.state();
+            if st.status == Status::Destroyed {
+                return Err(Error::SessionEnded);
+            }
+            if st.detached {
+                return Err(Error::store(
+                    "the session store failed when this request's session was loaded; it cannot be locked",
+                ));
+            }
+            // Held by this request already: another guard, no store call.
+            if let Some(held) = &mut st.lock {
+                let fence = held.fence;
+                let renewal = match held.renewal.upgrade() {
+                    Some(r) => Some(r),
+                    None => {
+                        let r = lock::spawn_renewal(session, fence);
+                        held.renewal = r.as_ref().map_or_else(Default::default, Arc::downgrade);
+                        r
+                    }
+                };
+                return Ok(SessionLock::new(session.clone(), fence, renewal));
+            }
+        }
+        if session.state().id.is_none() {
+            // Something to lock: the session gets its token now.
+            self.store_new(session).await?;
+        }
+        let Some(id) = session.state().id.clone() else {
+            return Err(Error::SessionEnded);
+        };
+        let (fence, loaded) = self.acquire(&id).await?;
+        let locked_id = loaded.id.clone();
+        let ended = {
+            let mut st = session.state();
+            // Ended by a clone of this session while we waited?
+            let ended = st.status == Status::Destroyed;
+            if !ended {
+                apply_fresh(&mut st, loaded);
+                st.lock = Some(HeldLock {
+                    fence,
+                    renewal: Default::default(),
+                });
+            }
+            ended
+        };
+        if ended {
+            self.release_lock(&locked_id, fence).await;
+            return Err(Error::SessionEnded);
+        }
+        let renewal = lock::spawn_renewal(session, fence);
+        if let (Some(r), Some(held)) = (&renewal, &mut session.state().lock) {
+            held.renewal = Arc::downgrade(r);
+        }
+        tracing::debug!(session = %locked_id, fence, "session locked");
+        Ok(SessionLock::new(session.clone(), fence, renewal))
+    }
+
+    /// Polls the store until the lock of `id` is ours or the lock timeout
+    /// has passed.
+    async fn acquire(&self, id: &SessionId) -> Result<(u64, Loaded)> {
+        let config = &self.inner.config;
+        let started = tokio::time::Instant::now();
+        let mut backoff = LOCK_BACKOFF_MIN;
+        loop {
+            let outcome = self
+                .call(
+                    self.inner
+                        .store
+                        .lock(id, config.lock_lease, &self.inner.timeouts),
+                )
+                .await?;
+            match outcome {
+                LockOutcome::Acquired { fence, loaded } => return Ok((fence, loaded)),
+                LockOutcome::Gone => return Err(Error::SessionEnded),
+                LockOutcome::Held => {}
+            }
+            let waited = started.elapsed();
+            if waited >= config.lock_timeout {
+                tracing::debug!(session = %id, ?waited, "gave up waiting for the session lock");
+                return Err(Error::LockTimeout(config.lock_timeout));
+            }
+            // Jittered, so waiters spread out instead of polling in step.
+            let pause = jittered(backoff).min(config.lock_timeout - waited);
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(LOCK_BACKOFF_MAX);
+        }
+    }
+
+    /// Renews the lease of a lock this manager's request holds.
+    pub(crate) async fn renew_lock(&self, id: &SessionId, fence: u64) -> Result<bool> {
+        let lease = self.inner.config.lock_lease;
+        self.call(self.inner.store.renew_lock(id, fence, lease))
+            .await
+    }
+
+    /// Releases a lock; a failure is logged (the lease runs out anyway).
+    pub(crate) async fn release_lock(&self, id: &SessionId, fence: u64) {
+        match self.call(self.inner.store.unlock(id, fence)).await {
+            Ok(()) => tracing::debug!(session = %id, fence, "session lock released"),
+            Err(e) => tracing::warn!(
+                session = %id,
+                error = %e,
+                "could not release a session lock; it is freed when its lease runs out"
+            ),
         }
     }
 
@@ -475,6 +644,45 @@ impl SessionManager {
     }
 }
 
+/// A pause of between half and all of `backoff`.
+fn jittered(backoff: Duration) -> Duration {
+    let max = u64::try_from(backoff.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(2);
+    Duration::from_micros(rand::random_range(max / 2..=max))
+}
+
+/// On lock acquisition: the session's latest state replaces what this
+/// request loaded, and the changes this request made before locking are
+/// applied again on top (they stay pending, for the commit).
+fn apply_fresh(st: &mut State, loaded: Loaded) {
+    let mut data = loaded.data;
+    if st.cleared {
+        data.clear();
+    }
+    for key in &st.dirty {
+        match st.data.get(key) {
+            Some(v) => data.insert(key.clone(), v.clone()),
+            None => data.remove(key),
+        };
+    }
+    st.data = data;
+    st.size = None;
+    st.user_id = loaded.meta.user_id;
+    st.expiry = Some(Written {
+        now_ms: loaded.now_ms,
+        expires_at_ms: loaded.expires_at_ms,
+    });
+    st.expiry_moved |= loaded.touched;
+    if st.id.as_ref() != Some(&loaded.id) {
+        // Locked through a rotation alias: the session was rotated by
+        // another request, whose response carries the new token.
+        st.id = Some(loaded.id);
+        st.token = None;
+        st.rotation_due = false;
+    }
+}
+
 /// After the store took a snapshot of the whole data (create, login), only
 /// keys changed since the snapshot remain to be written.
 fn keep_changes_made_since(st: &mut State, snapshot: &crate::store::Data) {
@@ -489,7 +697,11 @@ fn keep_changes_made_since(st: &mut State, snapshot: &crate::store::Data) {
 }
 
 /// Marks a session ended in this request: data gone, cookie to be cleared.
+/// Its lock ended with it in the store.
 fn end_locally(st: &mut State) {
+    if let Some(held) = st.lock.take() {
+        held.stop_renewal();
+    }
     st.data.clear();
     st.dirty.clear();
     st.user_id = None;

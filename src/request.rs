@@ -10,7 +10,7 @@ use crate::config::StoreFailure;
 use crate::headers::{self, HeaderSource, ResponseHeaders};
 use crate::store::ClientInfo;
 use crate::token::Token;
-use crate::{Result, Session, SessionManager};
+use crate::{LockedSession, Result, Session, SessionManager};
 
 /// What the middleware attaches to a request: the token and client details
 /// read from the headers, and the session once something asked for it.
@@ -75,6 +75,17 @@ impl RequestSession {
             })
             .await
             .cloned()
+    }
+
+    /// The request's session (loaded as by [`session`](Self::session)) with
+    /// its lock taken: what the `LockedSession` extractors return.
+    ///
+    /// # Errors
+    /// Those of [`session`](Self::session) and of
+    /// [`Session::lock`](crate::Session::lock).
+    pub async fn locked_session(&self) -> Result<LockedSession> {
+        let session = self.session().await?;
+        Ok(LockedSession::new(session.lock().await?))
     }
 
     /// Commits the session if a handler loaded it, and returns the headers

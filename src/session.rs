@@ -1,14 +1,15 @@
 //! [`Session`]: the handle a handler receives.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::lock::HeldLock;
 use crate::store::{ClientInfo, Data, Delta, Written};
 use crate::token::Token;
-use crate::{Error, Result, SessionId, SessionManager};
+use crate::{Error, Result, SessionId, SessionLock, SessionManager};
 
 /// How far a session has moved in this request. It only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -37,6 +38,11 @@ pub enum Status {
 /// [`rotate`](Self::rotate) go to the store at once, so their errors reach
 /// the handler.
 ///
+/// For a read-modify-write that must not lose an update (a counter, a cart,
+/// a multi-step flow), take the session's lock first with
+/// [`lock`](Self::lock), or extract [`LockedSession`](crate::LockedSession)
+/// instead.
+///
 /// `Session` is cheap to clone (clones share state), `Send` and `Sync`.
 #[derive(Clone)]
 pub struct Session {
@@ -47,6 +53,38 @@ struct Inner {
     manager: SessionManager,
     client: ClientInfo,
     state: Mutex<State>,
+    /// One lock acquisition at a time per request (clones of a session
+    /// share it): a second `lock()` waits for the first, then finds the
+    /// lock held by this request instead of waiting for itself.
+    lock_gate: tokio::sync::Mutex<()>,
+}
+
+/// A request that ends without a commit (its handler panicked, its future
+/// was dropped, the commit failed) releases the lock it holds in the
+/// background; without a Tokio runtime, the lease runs out instead.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let (Some(held), Some(id)) = (st.lock.take(), st.id.clone()) else {
+            return;
+        };
+        held.stop_renewal();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let manager = self.manager.clone();
+            rt.spawn(async move { manager.release_lock(&id, held.fence).await });
+        }
+    }
+}
+
+/// A weak handle on a session, for background tasks that must not keep it
+/// alive.
+#[derive(Clone)]
+pub(crate) struct WeakSession(Weak<Inner>);
+
+impl WeakSession {
+    pub(crate) fn upgrade(&self) -> Option<Session> {
+        self.0.upgrade().map(|inner| Session { inner })
+    }
 }
 
 /// Everything the manager needs to commit the session.
@@ -78,6 +116,9 @@ pub(crate) struct State {
     /// Stand-in for a session the store could not load
     /// ([`StoreFailure::Continue`](crate::StoreFailure::Continue)): never written.
     pub detached: bool,
+    /// The session lock this request holds: released after the commit's
+    /// write, which carries its fence.
+    pub lock: Option<HeldLock>,
 }
 
 impl State {
@@ -121,7 +162,7 @@ impl State {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let st = self.lock();
+        let st = self.state();
         f.debug_struct("Session")
             .field("id", &st.id)
             .field("user_id", &st.user_id)
@@ -138,11 +179,21 @@ impl Session {
                 manager,
                 client,
                 state: Mutex::new(state),
+                lock_gate: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn downgrade(&self) -> WeakSession {
+        WeakSession(Arc::downgrade(&self.inner))
+    }
+
+    /// Serializes lock acquisitions of this request.
+    pub(crate) async fn lock_gate(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.lock_gate.lock().await
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         // Every critical section below leaves `State` consistent before any
         // call that could panic, so a poisoned lock is still safe to use.
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -163,7 +214,7 @@ impl Session {
     /// # Errors
     /// [`Error::Deserialize`] when the stored value is not a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let st = self.lock();
+        let st = self.state();
         match st.data.get(key) {
             None => Ok(None),
             Some(v) => T::deserialize(v)
@@ -205,7 +256,7 @@ impl Session {
                 max: limits.max_value_bytes,
             });
         }
-        let mut st = self.lock();
+        let mut st = self.state();
         if st.status == Status::Destroyed {
             return Err(Error::SessionEnded);
         }
@@ -235,7 +286,7 @@ impl Session {
 
     /// Removes `key`. Returns whether it was there.
     pub fn remove(&self, key: &str) -> bool {
-        let mut st = self.lock();
+        let mut st = self.state();
         if st.data.remove(key).is_none() {
             return false;
         }
@@ -248,7 +299,7 @@ impl Session {
     /// Removes every key, including keys other requests add before this one
     /// commits. Keeps the session and its login.
     pub fn clear(&self) {
-        let mut st = self.lock();
+        let mut st = self.state();
         st.data.clear();
         st.size = Some(0);
         st.dirty.clear();
@@ -258,18 +309,18 @@ impl Session {
 
     /// The keys present.
     pub fn keys(&self) -> Vec<String> {
-        self.lock().data.keys().cloned().collect()
+        self.state().data.keys().cloned().collect()
     }
 
     /// The logged-in user, if any.
     pub fn user_id(&self) -> Option<String> {
-        self.lock().user_id.clone()
+        self.state().user_id.clone()
     }
 
     /// The public id of the session (safe to show and log; never the token).
     /// `None` while the session is not stored yet.
     pub fn id(&self) -> Option<SessionId> {
-        let st = self.lock();
+        let st = self.state();
         if st.status == Status::Destroyed {
             return None;
         }
@@ -281,7 +332,7 @@ impl Session {
     /// (API clients using the header transport). `None` otherwise: a token
     /// the client already holds is never handed to handlers.
     pub fn token(&self) -> Option<String> {
-        let st = self.lock();
+        let st = self.state();
         if !st.send_token || st.status == Status::Destroyed {
             return None;
         }
@@ -290,7 +341,7 @@ impl Session {
 
     /// How far the session has moved in this request.
     pub fn status(&self) -> Status {
-        self.lock().status
+        self.state().status
     }
 
     /// Logs `user_id` in: issues a new token (session fixation defence),
@@ -324,6 +375,34 @@ impl Session {
     /// Store errors (the session is then left as it was).
     pub async fn logout_everywhere(&self) -> Result<u64> {
         self.manager().logout_everywhere_session(self).await
+    }
+
+    /// Takes the session's lock, for a read-modify-write that must not lose
+    /// an update to a concurrent request of the same session. Waits while
+    /// another request holds it, up to
+    /// [`lock_timeout`](crate::SessionConfig::lock_timeout).
+    ///
+    /// On acquisition the session's data is **replaced** by its latest
+    /// state in the store (read in the same step that took the lock), and
+    /// changes this request made before calling `lock` are applied again
+    /// on top. So read the values you are about to change *after* locking.
+    /// A session not stored yet is stored first (it gets its token), so
+    /// that there is something to lock.
+    ///
+    /// The lock is released after the commit writes this request's
+    /// changes; dropping the guard only stops renewing the lease. Calling
+    /// `lock` again in the same request returns another guard at once. See
+    /// the [lock module](crate::lock) for the guarantees and limits.
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] (`423 Locked`) when another request held the
+    /// lock for the whole timeout; [`Error::SessionEnded`] when the session
+    /// was ended (here or by another request); store errors and timeouts
+    /// (the session is then left as it was), including for the stand-in
+    /// session of [`StoreFailure::Continue`](crate::StoreFailure::Continue),
+    /// which was never loaded and so cannot be locked.
+    pub async fn lock(&self) -> Result<SessionLock> {
+        self.manager().lock_session(self).await
     }
 
     /// Issues a new token for the same session (do this on privilege

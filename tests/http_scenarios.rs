@@ -20,8 +20,8 @@ use http::header::COOKIE;
 use http::{HeaderValue, StatusCode};
 use sessionkit::clock::ManualClock;
 use sessionkit::store::{
-    Delta, Loaded, Login, LoginOutcome, NewSession, Retire, RotateOutcome, SaveOutcome, Timeouts,
-    Written,
+    Delta, Loaded, LockOutcome, Login, LoginOutcome, NewSession, Retire, RotateOutcome,
+    SaveOutcome, Timeouts, Written,
 };
 use sessionkit::{
     Error, MemoryStore, Result, Session, SessionConfig, SessionId, SessionInfo, SessionManager,
@@ -297,6 +297,26 @@ impl SessionStore for CountingStore {
         self.count("sessions_of");
         self.inner.sessions_of(user_id, timeouts).await
     }
+
+    async fn lock(
+        &self,
+        id: &SessionId,
+        lease: Duration,
+        timeouts: &Timeouts,
+    ) -> Result<LockOutcome> {
+        self.count("lock");
+        self.inner.lock(id, lease, timeouts).await
+    }
+
+    async fn renew_lock(&self, id: &SessionId, fence: u64, lease: Duration) -> Result<bool> {
+        self.count("renew_lock");
+        self.inner.renew_lock(id, fence, lease).await
+    }
+
+    async fn unlock(&self, id: &SessionId, fence: u64) -> Result<()> {
+        self.count("unlock");
+        self.inner.unlock(id, fence).await
+    }
 }
 
 async fn unchanged_session_writes_nothing(backend: Backend, fw: Framework) {
@@ -356,6 +376,7 @@ async fn unchanged_session_writes_nothing(backend: Backend, fw: Framework) {
             clear: false,
             remove: vec![],
             set: vec![("b".to_owned(), serde_json::json!("3"))],
+            fence: None,
         }],
         "only the changed key is written"
     );
@@ -725,6 +746,26 @@ impl SessionStore for FlakyStore {
     async fn sessions_of(&self, user_id: &str, timeouts: &Timeouts) -> Result<Vec<SessionInfo>> {
         self.gate().await?;
         self.inner.sessions_of(user_id, timeouts).await
+    }
+
+    async fn lock(
+        &self,
+        id: &SessionId,
+        lease: Duration,
+        timeouts: &Timeouts,
+    ) -> Result<LockOutcome> {
+        self.gate().await?;
+        self.inner.lock(id, lease, timeouts).await
+    }
+
+    async fn renew_lock(&self, id: &SessionId, fence: u64, lease: Duration) -> Result<bool> {
+        self.gate().await?;
+        self.inner.renew_lock(id, fence, lease).await
+    }
+
+    async fn unlock(&self, id: &SessionId, fence: u64) -> Result<()> {
+        self.gate().await?;
+        self.inner.unlock(id, fence).await
     }
 }
 

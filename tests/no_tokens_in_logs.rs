@@ -33,12 +33,12 @@ use http_body_util::BodyExt;
 use sessionkit::axum::SessionLayer;
 use sessionkit::clock::ManualClock;
 use sessionkit::store::{
-    Delta, Loaded, Login, LoginOutcome, NewSession, Retire, RotateOutcome, SaveOutcome, Timeouts,
-    Written,
+    Delta, Loaded, LockOutcome, Login, LoginOutcome, NewSession, Retire, RotateOutcome,
+    SaveOutcome, Timeouts, Written,
 };
 use sessionkit::{
-    Error, HeaderTransport, MemoryStore, Result, Session, SessionConfig, SessionId, SessionInfo,
-    SessionManager, SessionStore, StoreFailure, Token, TokenTransport,
+    ClientInfo, Error, HeaderTransport, LockedSession, MemoryStore, Result, Session, SessionConfig,
+    SessionId, SessionInfo, SessionManager, SessionStore, StoreFailure, Token, TokenTransport,
 };
 use tower::ServiceExt;
 
@@ -47,6 +47,9 @@ const TOKEN_HEADER: &str = "x-session-token";
 
 /// How long a token lives before periodic rotation replaces it.
 const ROTATE_EVERY: Duration = Duration::from_secs(1);
+
+/// The session lock's lease in the flow.
+const LOCK_LEASE: Duration = Duration::from_millis(300);
 
 // ---------------------------------------------------------------- capture
 
@@ -180,6 +183,23 @@ impl<S: SessionStore> SessionStore for Flaky<S> {
         self.check(false)?;
         self.inner.sessions_of(user_id, timeouts).await
     }
+    async fn lock(
+        &self,
+        id: &SessionId,
+        lease: Duration,
+        timeouts: &Timeouts,
+    ) -> Result<LockOutcome> {
+        self.check(true)?;
+        self.inner.lock(id, lease, timeouts).await
+    }
+    async fn renew_lock(&self, id: &SessionId, fence: u64, lease: Duration) -> Result<bool> {
+        self.check(true)?;
+        self.inner.renew_lock(id, fence, lease).await
+    }
+    async fn unlock(&self, id: &SessionId, fence: u64) -> Result<()> {
+        self.check(true)?;
+        self.inner.unlock(id, fence).await
+    }
 }
 
 // ---------------------------------------------------------------- the app
@@ -250,6 +270,39 @@ async fn replaced_meanwhile(
     Ok("ok")
 }
 
+/// A write under the session lock (a new session is stored, then locked).
+async fn locked_write(
+    Extension(issued): Tokens,
+    session: LockedSession,
+    Path((k, v)): Path<(String, String)>,
+) -> Result<&'static str> {
+    session.insert(k, v)?;
+    issued.add(session.token());
+    Ok("ok")
+}
+
+/// Another request of the session waits for the lock this one holds, and
+/// gives up.
+async fn lock_timeout(headers: http::HeaderMap, session: LockedSession) -> Result<&'static str> {
+    let other = session.manager().load_request(&headers, None).await?;
+    let _lock = other.lock().await?;
+    Ok("unreachable")
+}
+
+/// Another request replaces the token while this one holds the lock; this
+/// one's commit is then refused (409).
+async fn replaced_under_lock(
+    Extension(issued): Tokens,
+    headers: http::HeaderMap,
+    session: LockedSession,
+) -> Result<&'static str> {
+    let other = session.manager().load_request(&headers, None).await?;
+    other.rotate().await?;
+    issued.add(other.token());
+    session.insert("late", 1)?;
+    Ok("ok")
+}
+
 fn router(manager: SessionManager, issued: &Issued) -> Router {
     Router::new()
         .route("/write/{k}/{v}", get(write))
@@ -260,6 +313,9 @@ fn router(manager: SessionManager, issued: &Issued) -> Router {
         .route("/everywhere", get(everywhere))
         .route("/ended-meanwhile", get(ended_meanwhile))
         .route("/replaced-meanwhile", get(replaced_meanwhile))
+        .route("/locked-write/{k}/{v}", get(locked_write))
+        .route("/lock-timeout", get(lock_timeout))
+        .route("/replaced-under-lock", get(replaced_under_lock))
         .layer(SessionLayer::new(manager))
         .layer(Extension(issued.clone()))
 }
@@ -270,6 +326,8 @@ fn config() -> SessionConfig {
         .rotation_interval(Some(ROTATE_EVERY))
         .rotation_grace(Duration::from_secs(30))
         .store_timeout(Duration::from_secs(1))
+        .lock_timeout(Duration::from_millis(100))
+        .lock_lease(LOCK_LEASE)
         .token_transport(TokenTransport::CookieThenHeader(HeaderTransport::bearer()))
 }
 
@@ -484,6 +542,52 @@ async fn flow(mut backend: Backend) -> (Vec<String>, Vec<SessionId>, String) {
         "ended meanwhile",
     );
 
+    // Session locks: a locked write (a new session is stored, then locked;
+    // then a logged-in one), a lock timeout, a token replaced under the
+    // lock, a holder whose lease ran out (its commit is fenced), and a lost
+    // renewal.
+    let mut ivy = Client::default();
+    ok(
+        ivy.get(&app, &issued, "/locked-write/l/1").await,
+        "locked write, new session",
+    );
+    ok(ivy.get(&app, &issued, "/login/ivy").await, "login ivy");
+    ok(
+        ivy.get(&app, &issued, "/locked-write/l/2").await,
+        "locked write",
+    );
+    let r = ivy.get(&app, &issued, "/lock-timeout").await;
+    assert_eq!(r.status, StatusCode::LOCKED, "{}", r.body);
+    let r = Client::holding(&ivy.token)
+        .get(&app, &issued, "/replaced-under-lock")
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    ivy.token = issued.all().last().cloned();
+    ok(
+        ivy.get(&app, &issued, "/read").await,
+        "after replaced under lock",
+    );
+    let ivy_token = Token::parse(ivy.token.as_deref().unwrap()).unwrap();
+    let open = || manager.load(Some(ivy_token.clone()), ClientInfo::default());
+    let stale = open().await.unwrap();
+    drop(stale.lock().await.unwrap());
+    stale.insert("stale", 1).unwrap();
+    backend
+        .advance(LOCK_LEASE + Duration::from_millis(200))
+        .await;
+    let fresh = open().await.unwrap();
+    let held = fresh.lock().await.unwrap();
+    // On the memory store the clock jumps past the lease under the guard:
+    // the next renewal finds the lock lost.
+    backend
+        .advance(LOCK_LEASE + Duration::from_millis(200))
+        .await;
+    tokio::time::sleep(LOCK_LEASE).await;
+    drop(held);
+    manager.commit(&fresh).await.unwrap();
+    let err = manager.commit(&stale).await.expect_err("fenced");
+    assert!(matches!(err, Error::LockLost), "{err:?}");
+
     // Logout, revoke, revoke_user, logout everywhere.
     let mut bob = Client::default();
     ok(bob.get(&app, &issued, "/login/bob").await, "login bob");
@@ -606,7 +710,12 @@ fn audit(backend: &str, tokens: &[String], ids: &[SessionId], logs: &str, expect
 }
 
 /// Messages every backend's flow must log.
-const COMMON: [&str; 8] = [
+const COMMON: [&str; 13] = [
+    "session locked",
+    "session lock released",
+    "gave up waiting for the session lock",
+    "token replaced under the session lock",
+    "session lock lost before the commit",
     "token replaced by another request",
     "login evicted older sessions",
     "session ended by another request",
@@ -622,6 +731,7 @@ async fn memory_store_logs_carry_no_token() {
     let (tokens, ids, logs) = flow(Backend::memory()).await;
     let mut expected = COMMON.to_vec();
     expected.push("the session's changes are lost");
+    expected.push("session lock lost: its lease ran out");
     audit("memory", &tokens, &ids, &logs, &expected);
 }
 

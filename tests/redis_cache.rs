@@ -26,7 +26,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use sessionkit::axum::SessionLayer;
 use sessionkit::redis::RedisStore;
-use sessionkit::store::{Data, Delta, NewSession, SaveOutcome, Timeouts};
+use sessionkit::store::{Data, Delta, LockOutcome, NewSession, SaveOutcome, Timeouts};
 use sessionkit::{ClientInfo, Error, Session, SessionConfig, SessionId, SessionManager};
 use sessionkit::{SessionStore, Tag, Token};
 use support::RedisServer;
@@ -389,6 +389,83 @@ async fn a_write_on_one_instance_invalidates_the_other() {
     })
     .await
     .expect("still tracked after B's own write");
+}
+
+/// Locks and fenced writes keep every instance's cache in step: a lock
+/// always goes to Redis and refreshes the taker's copy, a fenced write
+/// updates the writer's copy and invalidates the others', and a refused
+/// (fenced) write changes no copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_keep_every_cache_in_step() {
+    let server = start().await;
+    let a = cached(&server, 100).await;
+    let b = cached(&server, 100).await;
+    let mut con = con(&server).await;
+    let t = calm();
+    let lease = Duration::from_secs(10);
+    let fenced = |v: i64, fence: u64| Delta {
+        fence: Some(fence),
+        ..set("k", json!(v))
+    };
+    let id = create(&a, &data(&[("k", json!(1))]), &t).await;
+    assert_eq!(value(&a, &id, &t).await, Some(json!(1)));
+    assert_eq!(value(&b, &id, &t).await, Some(json!(1)));
+
+    // A's lock goes to Redis, and its reply is A's cached copy.
+    let before = command_stats(&mut con).await;
+    let LockOutcome::Acquired { fence, loaded } = a.lock(&id, lease, &t).await.unwrap() else {
+        panic!("the lock is free")
+    };
+    assert_eq!(loaded.data["k"], json!(1));
+    assert_eq!(value(&a, &id, &t).await, Some(json!(1)));
+    let cost = delta(&before, &command_stats(&mut con).await);
+    assert_eq!(sent(&cost), 1, "the lock, then a cache hit: {cost:?}");
+
+    // A's fenced write: A's copy is the new one at once, B's is invalidated.
+    let out = a.save(&id, &fenced(2, fence), &t).await.unwrap();
+    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+    let before = command_stats(&mut con).await;
+    assert_eq!(value(&a, &id, &t).await, Some(json!(2)));
+    assert!(delta(&before, &command_stats(&mut con).await).is_empty());
+    within(Duration::from_millis(100), || async {
+        value(&b, &id, &t).await == Some(json!(2))
+    })
+    .await
+    .expect("B saw A's fenced write");
+
+    // B waits for A; once A releases, B starts from A's write, and B's
+    // write reaches A.
+    assert_eq!(b.lock(&id, lease, &t).await.unwrap(), LockOutcome::Held);
+    a.unlock(&id, fence).await.unwrap();
+    let LockOutcome::Acquired { fence: f2, loaded } = b.lock(&id, lease, &t).await.unwrap() else {
+        panic!("released")
+    };
+    assert_eq!(loaded.data["k"], json!(2));
+    let out = b.save(&id, &fenced(3, f2), &t).await.unwrap();
+    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+    within(Duration::from_millis(100), || async {
+        value(&a, &id, &t).await == Some(json!(3))
+    })
+    .await
+    .expect("A saw B's write");
+
+    // A's stale write is refused, and no copy changes.
+    let out = a.save(&id, &fenced(99, fence), &t).await.unwrap();
+    assert_eq!(out, SaveOutcome::Fenced);
+    assert_eq!(value(&a, &id, &t).await, Some(json!(3)));
+    assert_eq!(value(&b, &id, &t).await, Some(json!(3)));
+    let stored: String = con.hget(a.session_key(&id), "d:k").await.unwrap();
+    assert_eq!(stored, "3");
+
+    // Both instances still track the key after their own lock writes.
+    let _: () = con.hset(a.session_key(&id), "d:k", "4").await.unwrap();
+    for store in [&a, &b] {
+        within(Duration::from_millis(100), || async {
+            value(store, &id, &t).await == Some(json!(4))
+        })
+        .await
+        .expect("an outside write reaches every instance");
+    }
 }
 
 /// A touch too close to the key's Redis expiry to be batched happens inline

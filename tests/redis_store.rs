@@ -25,10 +25,12 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use sessionkit::axum::SessionLayer;
 use sessionkit::redis::{key_slot, RedisStore};
-use sessionkit::store::{Delta, Login, LoginOutcome, NewSession, Retire, SaveOutcome, Timeouts};
+use sessionkit::store::{
+    Delta, LockOutcome, Login, LoginOutcome, NewSession, Retire, SaveOutcome, Timeouts,
+};
 use sessionkit::{
-    ClientInfo, Error, MaxSessionsPolicy, Session, SessionConfig, SessionId, SessionManager,
-    SessionStore, Tag, Token, UserLimit,
+    ClientInfo, Error, LockedSession, MaxSessionsPolicy, Session, SessionConfig, SessionId,
+    SessionManager, SessionStore, Tag, Token, UserLimit,
 };
 use support::RedisServer;
 use tower::ServiceExt;
@@ -64,6 +66,7 @@ fn app(manager: SessionManager) -> Router {
     Router::new()
         .route("/read", get(read))
         .route("/write/{key}/{value}", get(write))
+        .route("/locked-write/{key}/{value}", get(locked_write))
         .route("/three", get(three))
         .route("/login/{user}", get(login))
         .route("/logout", get(logout))
@@ -88,6 +91,14 @@ async fn read(session: Session) -> Result<String, Error> {
 
 async fn write(
     session: Session,
+    Path((k, v)): Path<(String, String)>,
+) -> Result<&'static str, Error> {
+    session.insert(k, v)?;
+    Ok("ok")
+}
+
+async fn locked_write(
+    session: LockedSession,
     Path((k, v)): Path<(String, String)>,
 ) -> Result<&'static str, Error> {
     session.insert(k, v)?;
@@ -662,18 +673,47 @@ async fn every_operation_runs_on_a_cluster_node() {
         SaveOutcome::Saved(_)
     ));
 
-    // Login from an anonymous session: two scripts, two slots.
+    // Locks: take, renew, fenced save, release.
+    let lease = Duration::from_secs(30);
+    let lock = |id: SessionId| {
+        let store = store.clone();
+        async move {
+            match store.lock(&id, lease, &t).await.unwrap() {
+                LockOutcome::Acquired { fence, .. } => fence,
+                other => panic!("lock {id}: {other:?}"),
+            }
+        }
+    };
+    let fence = lock(anon.clone()).await;
+    assert!(store.renew_lock(&anon, fence, lease).await.unwrap());
+    let fenced = Delta {
+        fence: Some(fence),
+        ..set("l")
+    };
+    assert!(matches!(
+        store.save(&anon, &fenced, &t).await.unwrap(),
+        SaveOutcome::Saved(_)
+    ));
+    store.unlock(&anon, fence).await.unwrap();
+    let _held = lock(anon.clone()).await;
+
+    // Login from an anonymous session: two scripts, two slots (the
+    // retire script drops the old session's lock).
     let first = user_id("ann");
     login(Some(anon.clone()), first.clone(), UserLimit::Unlimited).await;
     assert_eq!(
         store.save(&anon, &set("c"), &t).await.unwrap(),
         SaveOutcome::Moved
     );
-    // Re-login from the user's own session: one script.
+    // Re-login from the user's own (locked) session: one script.
+    let _held = lock(first.clone()).await;
     let second = user_id("ann");
     login(Some(first.clone()), second.clone(), UserLimit::Unlimited).await;
     let third = user_id("ann");
     login(None, third.clone(), UserLimit::Unlimited).await;
+    // Locked sessions, one of which the next login evicts.
+    let _held = lock(second.clone()).await;
+    let _held = lock(third.clone()).await;
     let max2 = UserLimit::Max {
         max: 2,
         policy: MaxSessionsPolicy::EvictOldest,
@@ -693,7 +733,9 @@ async fn every_operation_runs_on_a_cluster_node() {
         LoginOutcome::Rejected { max: 2 }
     );
 
-    // Rotation with an alias, followed by load and save.
+    // Rotation with an alias (moving the lock), followed by load, save,
+    // renew and release through the alias.
+    let locked = lock(fourth.clone()).await;
     let rotated = user_id("ann");
     store
         .rotate(
@@ -709,6 +751,9 @@ async fn every_operation_runs_on_a_cluster_node() {
         store.save(&fourth, &set("d"), &t).await.unwrap(),
         SaveOutcome::Saved(_)
     ));
+    assert!(store.renew_lock(&fourth, locked, lease).await.unwrap());
+    store.unlock(&fourth, locked).await.unwrap();
+    let _held = lock(rotated.clone()).await;
     let moved = user_id("ann");
     store
         .rotate(&rotated, &moved, Retire::Moved(Duration::from_secs(30)), &t)
@@ -719,10 +764,17 @@ async fn every_operation_runs_on_a_cluster_node() {
     assert_eq!(store.revoke_user("ann", Some(&moved)).await.unwrap(), 1);
     assert!(store.revoke(&moved).await.unwrap());
     assert!(store.sessions_of("ann", &t).await.unwrap().is_empty());
+    let mut con = con(&server).await;
+    let keys: Vec<String> = con.keys("*").await.unwrap();
+    assert!(
+        !keys.iter().any(|k| k.contains(":l:")),
+        "every lock went with its session: {keys:?}"
+    );
 
     // The crate's slot function agrees with the server's.
-    let mut con = con(&server).await;
-    login(None, user_id("ann"), UserLimit::Unlimited).await;
+    let last = user_id("ann");
+    login(None, last.clone(), UserLimit::Unlimited).await;
+    let _held = lock(last).await;
     let keys: Vec<String> = con.keys("*").await.unwrap();
     assert!(keys.len() >= 3, "{keys:?}");
     for key in keys
@@ -738,6 +790,88 @@ async fn every_operation_runs_on_a_cluster_node() {
             .unwrap();
         assert_eq!(key_slot(key), slot, "{key}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_live_beside_their_session_and_survive_outside_interference() {
+    let server = start().await;
+    let store = store(&server, "app").await;
+    let mut con = con(&server).await;
+    let t = timeouts(60_000);
+    let client = ClientInfo::default();
+    let data = [("n".to_owned(), json!(1))].into_iter().collect();
+    let id = Token::generate(&Tag::random()).id();
+    store
+        .create(
+            &id,
+            NewSession {
+                data: &data,
+                client: &client,
+            },
+            &t,
+        )
+        .await
+        .unwrap();
+    let session_key = store.session_key(&id);
+    let lock_key = store.lock_key(&id);
+    assert_eq!(key_slot(&lock_key), key_slot(&session_key));
+    assert!(lock_key.starts_with("app:{"), "{lock_key}");
+    assert!(lock_key.contains(":l:"), "{lock_key}");
+    let lease = Duration::from_secs(5);
+    let lock = |expect: &'static str| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            let out = store.lock(&id, lease, &t).await.unwrap();
+            match (&out, expect) {
+                (LockOutcome::Acquired { fence, .. }, "acquired") => *fence,
+                (LockOutcome::Held, "held") | (LockOutcome::Gone, "gone") => 0,
+                _ => panic!("expected {expect}, got {out:?}"),
+            }
+        }
+    };
+
+    // The lock key holds the fence, with the lease as its TTL; the session
+    // hash holds the counter.
+    let fence = lock("acquired").await;
+    let held: String = con.get(&lock_key).await.unwrap();
+    assert_eq!(held, fence.to_string());
+    let pttl: i64 = con.pttl(&lock_key).await.unwrap();
+    assert!(0 < pttl && pttl <= 5_000, "{pttl}");
+    let counter: String = con.hget(&session_key, "@fence").await.unwrap();
+    assert_eq!(counter, fence.to_string());
+    assert!(store.renew_lock(&id, fence, lease).await.unwrap());
+    store.unlock(&id, fence).await.unwrap();
+    assert!(!con.exists::<_, bool>(&lock_key).await.unwrap());
+
+    // A lock key without a TTL, or of another type, would block the session
+    // forever: it is dropped.
+    let _: () = con.set(&lock_key, "999").await.unwrap();
+    let f = lock("acquired").await;
+    assert!(f > fence);
+    store.unlock(&id, f).await.unwrap();
+    let _: () = con.hset(&lock_key, "a", "b").await.unwrap();
+    let _: () = con.pexpire(&lock_key, 60_000).await.unwrap();
+    let f = lock("acquired").await;
+    assert!(!store.renew_lock(&id, f - 1, lease).await.unwrap());
+    assert!(store.renew_lock(&id, f, lease).await.unwrap());
+    store.unlock(&id, f).await.unwrap();
+
+    // A corrupt fence counter makes the session unlockable (with a
+    // warning), never a store error.
+    let _: () = con.hset(&session_key, "@fence", "many").await.unwrap();
+    lock("gone").await;
+    assert!(
+        store.load(&id, &t).await.unwrap().is_some(),
+        "the session itself still loads"
+    );
+
+    // Revocation deletes the lock key at once.
+    let _: () = con.hdel(&session_key, "@fence").await.unwrap();
+    let _f = lock("acquired").await;
+    assert!(store.revoke(&id).await.unwrap());
+    assert!(!con.exists::<_, bool>(&lock_key).await.unwrap());
+    assert!(!con.exists::<_, bool>(&session_key).await.unwrap());
 }
 
 // ---------------------------------------------------------------- costs
@@ -831,6 +965,7 @@ async fn redis_commands_per_request() {
     let mut rows = Vec::new();
     let (read, _) = measure(&mut con, &router, "/read", Some(&anon)).await;
     let (write, _) = measure(&mut con, &router, "/write/k/w", Some(&anon)).await;
+    let (locked, _) = measure(&mut con, &router, "/locked-write/k/x", Some(&anon)).await;
     let (login_fresh, r) = measure(&mut con, &router, "/login/grace", None).await;
     let user_token = r.token.unwrap();
     let (login_anon, r) = measure(&mut con, &router, "/login/grace", Some(&anon)).await;
@@ -839,6 +974,7 @@ async fn redis_commands_per_request() {
     rows.extend([
         ("read-only request", read),
         ("write request", write),
+        ("write under LockedSession", locked),
         ("login, no prior session", login_fresh),
         ("login from an anonymous session", login_anon),
         ("logout", logout),
@@ -910,8 +1046,8 @@ async fn redis_commands_per_request() {
     let sent: Vec<u64> = rows.iter().map(|(_, c)| c.sent).collect();
     assert_eq!(
         sent,
-        vec![1, 2, 1, 2, 2],
-        "read, write, login, login from anonymous (retired in the login script on a non-Cluster server), logout"
+        vec![1, 2, 4, 1, 2, 2],
+        "read, write, locked write (load, lock, save, unlock), login, login from anonymous (retired in the login script on a non-Cluster server), logout"
     );
     assert!(sizes.iter().all(|b| *b < 1024), "{sizes:?}");
 }

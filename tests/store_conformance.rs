@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sessionkit::store::{
-    ClientInfo, Data, Delta, Login, LoginOutcome, NewSession, Retire, RotateOutcome, SaveOutcome,
-    Timeouts,
+    ClientInfo, Data, Delta, Loaded, LockOutcome, Login, LoginOutcome, NewSession, Retire,
+    RotateOutcome, SaveOutcome, Timeouts,
 };
 use sessionkit::{MaxSessionsPolicy, SessionId, SessionStore, Tag, Token, UserLimit};
 use support::Backend;
@@ -138,6 +138,7 @@ async fn save_applies_delta_and_never_creates(b: Backend) {
         clear: false,
         remove: vec!["a".into()],
         set: vec![("c".into(), json!({"x": [1, "y"]}))],
+        fence: None,
     };
     let out = store.save(&id, &delta, &timeouts()).await.unwrap();
     assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
@@ -602,7 +603,312 @@ async fn data_round_trips_every_json_shape(b: Backend) {
     assert_eq!(l.data, shapes);
 }
 
+// ---------------------------------------------------------------- session locks
+
+/// A lease long enough never to run out within a test.
+const LONG: Duration = Duration::from_secs(10);
+
+fn fenced(k: &str, v: Value, fence: u64) -> Delta {
+    Delta {
+        fence: Some(fence),
+        ..set(k, v)
+    }
+}
+
+/// Takes the lock, asserting it was free.
+async fn acquire(store: &dyn SessionStore, id: &SessionId, lease: Duration) -> (u64, Loaded) {
+    match store.lock(id, lease, &timeouts()).await.unwrap() {
+        LockOutcome::Acquired { fence, loaded } => (fence, loaded),
+        other => panic!("expected to take the lock of {id}, got {other:?}"),
+    }
+}
+
+async fn lock_outcome(store: &dyn SessionStore, id: &SessionId) -> &'static str {
+    match store.lock(id, LONG, &timeouts()).await.unwrap() {
+        LockOutcome::Acquired { .. } => "acquired",
+        LockOutcome::Held => "held",
+        LockOutcome::Gone => "gone",
+    }
+}
+
+async fn lock_is_exclusive_and_starts_from_the_latest_data(b: Backend) {
+    let store = b.store();
+    let id = create(&*store, &data(&[("n", json!(1))])).await;
+    store
+        .save(&id, &set("n", json!(2)), &timeouts())
+        .await
+        .unwrap();
+    let (f1, loaded) = acquire(&*store, &id, LONG).await;
+    assert_eq!(loaded.id, id);
+    assert_eq!(loaded.data, data(&[("n", json!(2))]), "the latest data");
+    assert_eq!(loaded.meta.user_agent.as_deref(), Some("conformance/1.0"));
+    assert_eq!(lock_outcome(&*store, &id).await, "held");
+
+    // Only the holder's fence renews or releases it.
+    store.unlock(&id, f1 + 1).await.unwrap();
+    store.unlock(&id, f1 + 1000).await.unwrap();
+    assert_eq!(
+        lock_outcome(&*store, &id).await,
+        "held",
+        "unlock by a non-holder is a no-op"
+    );
+    assert!(!store.renew_lock(&id, f1 + 1, LONG).await.unwrap());
+    assert!(store.renew_lock(&id, f1, LONG).await.unwrap());
+
+    // The holder writes with its fence, then releases.
+    let out = store
+        .save(&id, &fenced("n", json!(3), f1), &timeouts())
+        .await
+        .unwrap();
+    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+    store.unlock(&id, f1).await.unwrap();
+    assert!(!store.renew_lock(&id, f1, LONG).await.unwrap(), "released");
+    let (f2, loaded) = acquire(&*store, &id, LONG).await;
+    assert!(
+        f2 > f1,
+        "every acquisition gets a greater fence: {f1} then {f2}"
+    );
+    assert_eq!(loaded.data, data(&[("n", json!(3))]));
+    // A second release, and a release of an older fence, change nothing.
+    store.unlock(&id, f1).await.unwrap();
+    assert_eq!(lock_outcome(&*store, &id).await, "held");
+    store.unlock(&id, f2).await.unwrap();
+    store.unlock(&id, f2).await.unwrap();
+    assert_eq!(lock_outcome(&*store, &id).await, "acquired");
+
+    // Nothing to lock under an unknown id.
+    let unknown = anon_id();
+    assert_eq!(lock_outcome(&*store, &unknown).await, "gone");
+    assert!(!store.renew_lock(&unknown, 1, LONG).await.unwrap());
+    store.unlock(&unknown, 1).await.unwrap();
+    assert!(
+        !live(&*store, &unknown).await,
+        "locking never creates a session"
+    );
+}
+
+async fn lock_lease_runs_out_unless_renewed(b: Backend) {
+    let store = b.store();
+    let lease = Duration::from_millis(800);
+    let id = create(&*store, &data(&[("n", json!(1))])).await;
+    let (f1, _) = acquire(&*store, &id, lease).await;
+    b.advance(Duration::from_millis(400)).await;
+    assert!(store.renew_lock(&id, f1, lease).await.unwrap());
+    b.advance(Duration::from_millis(500)).await;
+    assert_eq!(
+        lock_outcome(&*store, &id).await,
+        "held",
+        "900 ms after acquisition, 500 ms after the renewal"
+    );
+    b.advance(Duration::from_millis(800)).await;
+    assert!(
+        !store.renew_lock(&id, f1, lease).await.unwrap(),
+        "a lease that ran out is not renewed"
+    );
+    let (f2, loaded) = acquire(&*store, &id, lease).await;
+    assert!(f2 > f1);
+    assert_eq!(loaded.data, data(&[("n", json!(1))]));
+    assert!(!store.renew_lock(&id, f1, lease).await.unwrap());
+    assert!(store.renew_lock(&id, f2, lease).await.unwrap());
+}
+
+async fn stale_fence_is_fenced_and_writes_nothing(b: Backend) {
+    let store = b.store();
+    let id = create(&*store, &data(&[("n", json!(0)), ("keep", json!(1))])).await;
+    // The first holder stalls past its lease; a second one takes over.
+    let (old, _) = acquire(&*store, &id, Duration::from_millis(300)).await;
+    b.advance(Duration::from_millis(400)).await;
+    let (new, loaded) = acquire(&*store, &id, LONG).await;
+    assert!(new > old);
+    assert_eq!(loaded.data.get("n"), Some(&json!(0)));
+    let out = store
+        .save(&id, &fenced("n", json!(1), new), &timeouts())
+        .await
+        .unwrap();
+    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+    let before = store.load(&id, &timeouts()).await.unwrap().unwrap();
+
+    // The stalled holder wakes up and tries to write: nothing is written.
+    let stale = Delta {
+        clear: true,
+        remove: vec!["keep".into()],
+        set: vec![("n".into(), json!(99)), ("x".into(), json!("y"))],
+        fence: Some(old),
+    };
+    let out = store.save(&id, &stale, &timeouts()).await.unwrap();
+    assert_eq!(out, SaveOutcome::Fenced);
+    let after = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(after.data, before.data, "a fenced save writes nothing");
+    assert_eq!(after.data, data(&[("n", json!(1)), ("keep", json!(1))]));
+    assert_eq!(after.meta.version, before.meta.version);
+
+    // Still stale once the newer holder released the lock.
+    store.unlock(&id, new).await.unwrap();
+    let out = store.save(&id, &stale, &timeouts()).await.unwrap();
+    assert_eq!(out, SaveOutcome::Fenced);
+
+    // A fence never issued for a session is stale too.
+    let other = create(&*store, &Data::new()).await;
+    let out = store
+        .save(&other, &fenced("n", json!(1), new), &timeouts())
+        .await
+        .unwrap();
+    assert_eq!(out, SaveOutcome::Fenced);
+
+    // Advisory: a save without a fence is applied while the lock is held,
+    // and does not spoil the holder's fence.
+    let (f3, _) = acquire(&*store, &id, LONG).await;
+    let out = store
+        .save(&id, &set("free", json!(true)), &timeouts())
+        .await
+        .unwrap();
+    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+    let out = store
+        .save(&id, &fenced("n", json!(2), f3), &timeouts())
+        .await
+        .unwrap();
+    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    assert_eq!(l.data.get("free"), Some(&json!(true)));
+    assert_eq!(l.data.get("n"), Some(&json!(2)));
+}
+
+async fn ending_a_session_removes_its_lock(b: Backend) {
+    let store = b.store();
+    // revoke
+    let id = create(&*store, &data(&[("n", json!(1))])).await;
+    let (f, _) = acquire(&*store, &id, LONG).await;
+    assert!(store.revoke(&id).await.unwrap());
+    assert_eq!(lock_outcome(&*store, &id).await, "gone");
+    assert!(!store.renew_lock(&id, f, LONG).await.unwrap());
+    store.unlock(&id, f).await.unwrap();
+    let out = store
+        .save(&id, &fenced("n", json!(2), f), &timeouts())
+        .await
+        .unwrap();
+    assert_eq!(out, SaveOutcome::Gone);
+
+    // revoke_user
+    let (u1, _) = login(&*store, None, "locky", UserLimit::Unlimited).await;
+    let (fu, _) = acquire(&*store, &u1, LONG).await;
+    assert_eq!(store.revoke_user("locky", None).await.unwrap(), 1);
+    assert_eq!(lock_outcome(&*store, &u1).await, "gone");
+    assert!(!store.renew_lock(&u1, fu, LONG).await.unwrap());
+
+    // login from a locked session retires it with its lock; the new
+    // session starts unlocked
+    let anon = create(&*store, &Data::new()).await;
+    let (fa, _) = acquire(&*store, &anon, LONG).await;
+    let (u2, _) = login(&*store, Some(&anon), "locky", UserLimit::Unlimited).await;
+    assert_eq!(lock_outcome(&*store, &anon).await, "gone");
+    assert!(!store.renew_lock(&anon, fa, LONG).await.unwrap());
+    let (fu2, _) = acquire(&*store, &u2, LONG).await;
+
+    // single-login eviction
+    let single = UserLimit::Max {
+        max: 1,
+        policy: MaxSessionsPolicy::EvictOldest,
+    };
+    let (u3, _) = login(&*store, None, "locky", single).await;
+    assert_eq!(lock_outcome(&*store, &u2).await, "gone", "evicted");
+    assert!(!store.renew_lock(&u2, fu2, LONG).await.unwrap());
+    assert_eq!(lock_outcome(&*store, &u3).await, "acquired");
+}
+
+async fn lock_moves_with_rotation(b: Backend) {
+    let store = b.store();
+    let (id, _) = login(&*store, None, "rory", UserLimit::Unlimited).await;
+    let (f, _) = acquire(&*store, &id, LONG).await;
+
+    // Periodic rotation: the lock and its fence move to the new id, and the
+    // old id (an alias) leads to them.
+    let new = user_id_for("rory");
+    let out = store
+        .rotate(&id, &new, Retire::Alias(10 * SEC), &timeouts())
+        .await
+        .unwrap();
+    assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+    assert_eq!(lock_outcome(&*store, &new).await, "held");
+    assert_eq!(
+        lock_outcome(&*store, &id).await,
+        "held",
+        "through the alias"
+    );
+    assert!(store.renew_lock(&id, f, LONG).await.unwrap());
+    assert!(store.renew_lock(&new, f, LONG).await.unwrap());
+    let out = store
+        .save(&id, &fenced("n", json!(1), f), &timeouts())
+        .await
+        .unwrap();
+    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+    store.unlock(&id, f).await.unwrap();
+    let (f2, loaded) = acquire(&*store, &id, LONG).await;
+    assert_eq!(loaded.id, new, "locked through the alias");
+    assert!(f2 > f, "the fence counter moved with the session");
+    assert_eq!(loaded.data.get("n"), Some(&json!(1)));
+
+    // Explicit rotation: the old id leads nowhere, and the lock is dropped
+    // with it (its holder can no longer write through the old id); the
+    // fence counter moves on.
+    let newer = user_id_for("rory");
+    let out = store
+        .rotate(&new, &newer, Retire::Moved(10 * SEC), &timeouts())
+        .await
+        .unwrap();
+    assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+    assert_eq!(lock_outcome(&*store, &new).await, "gone");
+    assert!(!store.renew_lock(&new, f2, LONG).await.unwrap());
+    assert!(
+        !store.renew_lock(&newer, f2, LONG).await.unwrap(),
+        "dropped"
+    );
+    let out = store
+        .save(&new, &fenced("n", json!(2), f2), &timeouts())
+        .await
+        .unwrap();
+    assert_eq!(out, SaveOutcome::Moved);
+    let out = store
+        .save(&newer, &fenced("n", json!(2), f2), &timeouts())
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, SaveOutcome::Saved(_)),
+        "the fence is still the latest: {out:?}"
+    );
+    let (f3, loaded) = acquire(&*store, &newer, LONG).await;
+    assert!(f3 > f2, "the fence counter moved with the session");
+    assert_eq!(loaded.data.get("n"), Some(&json!(2)));
+    assert_eq!(lock_outcome(&*store, &newer).await, "held");
+}
+
+async fn concurrent_lockers_get_one_lock(b: Backend) {
+    let store = b.store();
+    let id = create(&*store, &Data::new()).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            let id = id.clone();
+            tokio::spawn(async move { store.lock(&id, LONG, &timeouts()).await.unwrap() })
+        })
+        .collect();
+    let mut acquired = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            LockOutcome::Acquired { .. } => acquired += 1,
+            LockOutcome::Held => {}
+            LockOutcome::Gone => panic!("the session is live"),
+        }
+    }
+    assert_eq!(acquired, 1, "exactly one of 16 concurrent lockers");
+}
+
 backend_tests!(
+    lock_is_exclusive_and_starts_from_the_latest_data,
+    lock_lease_runs_out_unless_renewed,
+    stale_fence_is_fenced_and_writes_nothing,
+    ending_a_session_removes_its_lock,
+    lock_moves_with_rotation,
+    concurrent_lockers_get_one_lock,
     create_then_load,
     save_applies_delta_and_never_creates,
     concurrent_saves_of_different_keys_merge,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    ClientInfo, Data, Delta, Loaded, Login, LoginOutcome, Meta, NewSession, Retire, RotateOutcome,
-    SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
+    ClientInfo, Data, Delta, Loaded, LockOutcome, Login, LoginOutcome, Meta, NewSession, Retire,
+    RotateOutcome, SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
 };
 use crate::clock::{duration_ms, Clock, SystemClock};
 use crate::config::{MaxSessionsPolicy, UserLimit};
@@ -53,6 +53,8 @@ enum Entry {
         meta: Meta,
         data: Data,
         expires_at_ms: i64,
+        /// The session's lock state; moves with the session on rotation.
+        locks: Locks,
     },
     Alias {
         target: SessionId,
@@ -61,6 +63,30 @@ enum Entry {
     Moved {
         until_ms: i64,
     },
+}
+
+/// A session's lock: the latest fence issued (0 before the first
+/// acquisition; only grows) and the current holder, if any.
+#[derive(Debug, Clone, Copy, Default)]
+struct Locks {
+    fence: u64,
+    held: Option<Lease>,
+}
+
+/// A holder's fence and the end of its lease.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    fence: u64,
+    until_ms: i64,
+}
+
+impl Locks {
+    /// The lease of `fence`, if it is the current holder's and still running.
+    fn running(&mut self, fence: u64, now: i64) -> Option<&mut Lease> {
+        self.held
+            .as_mut()
+            .filter(|l| l.fence == fence && l.until_ms > now)
+    }
 }
 
 /// Builds a [`MemoryStore`] with a custom clock or purge interval.
@@ -239,7 +265,19 @@ impl State {
                 meta,
                 data,
                 expires_at_ms,
+                ..
             }) => Some((meta, data, expires_at_ms)),
+            _ => None,
+        }
+    }
+
+    /// The lock state of the live session an id leads to (after aliases).
+    fn locks_of(&mut self, id: &SessionId, now: i64) -> Option<&mut Locks> {
+        let Found::Live(real) = self.find(id, now) else {
+            return None;
+        };
+        match self.entries.get_mut(&real) {
+            Some(Entry::Live { locks, .. }) => Some(locks),
             _ => None,
         }
     }
@@ -267,7 +305,32 @@ impl State {
         live
     }
 
-    fn insert_live(&mut self, id: SessionId, meta: Meta, data: Data, timeouts: &Timeouts) -> i64 {
+    /// Reads a live session, refreshing `last_seen` when the touch is due.
+    fn read(&mut self, real: SessionId, now: i64, timeouts: &Timeouts) -> Option<Loaded> {
+        let (meta, data, expires_at_ms) = self.live_mut(&real)?;
+        let touched = timeouts.touch_due(meta.last_seen_ms, now);
+        if touched {
+            meta.last_seen_ms = now;
+            *expires_at_ms = timeouts.expires_at(now, meta.absolute_deadline_ms);
+        }
+        Some(Loaded {
+            id: real,
+            meta: meta.clone(),
+            data: data.clone(),
+            now_ms: now,
+            expires_at_ms: *expires_at_ms,
+            touched,
+        })
+    }
+
+    fn insert_live(
+        &mut self,
+        id: SessionId,
+        meta: Meta,
+        data: Data,
+        locks: Locks,
+        timeouts: &Timeouts,
+    ) -> i64 {
         let expires_at_ms = timeouts.expires_at(meta.last_seen_ms, meta.absolute_deadline_ms);
         if let Some(user) = &meta.user_id {
             self.users
@@ -281,6 +344,7 @@ impl State {
                 meta,
                 data,
                 expires_at_ms,
+                locks,
             },
         );
         expires_at_ms
@@ -308,22 +372,7 @@ impl SessionStore for MemoryStore {
         let Found::Live(real) = st.find(id, now) else {
             return Ok(None);
         };
-        let Some((meta, data, expires_at_ms)) = st.live_mut(&real) else {
-            return Ok(None);
-        };
-        let touched = timeouts.touch_due(meta.last_seen_ms, now);
-        if touched {
-            meta.last_seen_ms = now;
-            *expires_at_ms = timeouts.expires_at(now, meta.absolute_deadline_ms);
-        }
-        Ok(Some(Loaded {
-            id: real,
-            meta: meta.clone(),
-            data: data.clone(),
-            now_ms: now,
-            expires_at_ms: *expires_at_ms,
-            touched,
-        }))
+        Ok(st.read(real, now, timeouts))
     }
 
     async fn create(
@@ -335,7 +384,13 @@ impl SessionStore for MemoryStore {
         let now = self.inner.clock.now_ms();
         let meta = new_meta(now, None, session.client, timeouts);
         let mut st = self.inner.lock();
-        let expires_at_ms = st.insert_live(id.clone(), meta, session.data.clone(), timeouts);
+        let expires_at_ms = st.insert_live(
+            id.clone(),
+            meta,
+            session.data.clone(),
+            Locks::default(),
+            timeouts,
+        );
         Ok(Written {
             now_ms: now,
             expires_at_ms,
@@ -355,6 +410,13 @@ impl SessionStore for MemoryStore {
             Found::Moved => return Ok(SaveOutcome::Moved),
             Found::Gone => return Ok(SaveOutcome::Gone),
         };
+        if let Some(fence) = delta.fence {
+            match st.entries.get(&real) {
+                Some(Entry::Live { locks, .. }) if locks.fence == fence => {}
+                Some(Entry::Live { .. }) => return Ok(SaveOutcome::Fenced),
+                _ => return Ok(SaveOutcome::Gone),
+            }
+        }
         let Some((meta, data, expires_at_ms)) = st.live_mut(&real) else {
             return Ok(SaveOutcome::Gone);
         };
@@ -400,7 +462,13 @@ impl SessionStore for MemoryStore {
             }
         }
         let meta = new_meta(now, Some(login.user_id.to_owned()), login.client, timeouts);
-        let expires_at_ms = st.insert_live(login.new.clone(), meta, login.data.clone(), timeouts);
+        let expires_at_ms = st.insert_live(
+            login.new.clone(),
+            meta,
+            login.data.clone(),
+            Locks::default(),
+            timeouts,
+        );
         if let Some(old) = login.old {
             if old != login.new && st.remove(old).is_some() {
                 st.entries.insert(
@@ -433,13 +501,24 @@ impl SessionStore for MemoryStore {
             Some(e @ Entry::Live { .. }) if e.alive(now) => {}
             _ => return Ok(RotateOutcome::Gone),
         }
-        let Some(Entry::Live { mut meta, data, .. }) = st.remove(old) else {
+        let Some(Entry::Live {
+            mut meta,
+            data,
+            mut locks,
+            ..
+        }) = st.remove(old)
+        else {
             return Ok(RotateOutcome::Gone);
         };
         meta.token_issued_ms = now;
         meta.last_seen_ms = now;
         meta.version += 1;
-        let expires_at_ms = st.insert_live(new.clone(), meta, data, timeouts);
+        // The fence counter moves with the session; the lock too behind an
+        // alias, and is dropped with a token that stops working.
+        if matches!(retire, Retire::Moved(_)) {
+            locks.held = None;
+        }
+        let expires_at_ms = st.insert_live(new.clone(), meta, data, locks, timeouts);
         let marker = match retire {
             Retire::Alias(grace) => Entry::Alias {
                 target: new.clone(),
@@ -501,5 +580,60 @@ impl SessionStore for MemoryStore {
             .collect();
         list.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
         Ok(list)
+    }
+
+    async fn lock(
+        &self,
+        id: &SessionId,
+        lease: Duration,
+        timeouts: &Timeouts,
+    ) -> Result<LockOutcome> {
+        let now = self.inner.clock.now_ms();
+        let mut st = self.inner.lock();
+        let Found::Live(real) = st.find(id, now) else {
+            return Ok(LockOutcome::Gone);
+        };
+        let fence = match st.entries.get_mut(&real) {
+            Some(Entry::Live { locks, .. }) => {
+                if locks.held.is_some_and(|l| l.until_ms > now) {
+                    return Ok(LockOutcome::Held);
+                }
+                locks.fence += 1;
+                locks.held = Some(Lease {
+                    fence: locks.fence,
+                    until_ms: now.saturating_add(duration_ms(lease)),
+                });
+                locks.fence
+            }
+            _ => return Ok(LockOutcome::Gone),
+        };
+        match st.read(real, now, timeouts) {
+            Some(loaded) => Ok(LockOutcome::Acquired { fence, loaded }),
+            None => Ok(LockOutcome::Gone),
+        }
+    }
+
+    async fn renew_lock(&self, id: &SessionId, fence: u64, lease: Duration) -> Result<bool> {
+        let now = self.inner.clock.now_ms();
+        let mut st = self.inner.lock();
+        let Some(lease_of_fence) = st
+            .locks_of(id, now)
+            .and_then(|locks| locks.running(fence, now))
+        else {
+            return Ok(false);
+        };
+        lease_of_fence.until_ms = now.saturating_add(duration_ms(lease));
+        Ok(true)
+    }
+
+    async fn unlock(&self, id: &SessionId, fence: u64) -> Result<()> {
+        let now = self.inner.clock.now_ms();
+        let mut st = self.inner.lock();
+        if let Some(locks) = st.locks_of(id, now) {
+            if locks.held.is_some_and(|l| l.fence == fence) {
+                locks.held = None;
+            }
+        }
+        Ok(())
     }
 }

@@ -14,6 +14,22 @@
 //! the new session for a grace period) and a *moved* marker (a token replaced
 //! by login or explicit rotation: reads find nothing, writes are dropped
 //! without telling the client to clear its cookie).
+//!
+//! # Session locks
+//!
+//! A store also keeps, per session, an advisory lock with a lease and a
+//! *fence*: a counter that only grows, bumped by every acquisition
+//! ([`SessionStore::lock`]). A [`Delta`] that carries a fence is applied only
+//! if that fence is still the session's latest, so a holder whose lease ran
+//! out, and whose lock another request took since, cannot overwrite the
+//! newer holder's write ([`SaveOutcome::Fenced`]). Writers that do not lock
+//! (a `save` without a fence, login, rotation, revocation) are not excluded:
+//! the lock only orders the requests that ask for it. Ending a session
+//! (revoke, login from it, eviction, `revoke_user`) removes its lock.
+//! Rotation keeps the fence counter; [`Retire::Alias`] moves the lock to the
+//! new id too, and the alias leads `lock`, `renew_lock`, `unlock` and a
+//! fenced `save` there, as it leads `load`; [`Retire::Moved`] drops the lock
+//! with the old token (a holder that used it can no longer write anyway).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -131,6 +147,12 @@ pub struct Delta {
     pub remove: Vec<String>,
     /// Keys to write.
     pub set: Vec<(String, Value)>,
+    /// The fence of the lock this request holds ([`LockOutcome::Acquired`]).
+    /// With a fence, the delta is applied only if it is still the session's
+    /// latest issued fence; otherwise nothing is written and the save
+    /// answers [`SaveOutcome::Fenced`]. Without one (`None`), the delta is
+    /// applied as always: last writer wins per key, locks or not.
+    pub fence: Option<u64>,
 }
 
 impl Delta {
@@ -159,6 +181,37 @@ pub enum SaveOutcome {
     /// The token was replaced by a login or rotation in another request:
     /// nothing was written, and the client's cookie must be left alone.
     Moved,
+    /// The delta carried a fence that is no longer the session's latest: the
+    /// lock it came from was lost (its lease ran out) and taken by another
+    /// request since. Nothing was written.
+    Fenced,
+}
+
+/// The result of [`SessionStore::lock`].
+// `Acquired` is the common outcome and is taken apart at once; boxing it
+// would cost an allocation per acquisition to shrink the rare ones.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockOutcome {
+    /// The lock is ours until `lease` runs out (unless renewed), and this is
+    /// the session as it stands now: the holder starts from the latest
+    /// state. `loaded.id` is the id the lock was taken on (the new id when
+    /// the one asked for was a rotation alias); pass it to
+    /// [`renew_lock`](SessionStore::renew_lock),
+    /// [`unlock`](SessionStore::unlock) and [`save`](SessionStore::save).
+    Acquired {
+        /// The fence of this acquisition: greater than every fence issued
+        /// for the session before. Put it in [`Delta::fence`].
+        fence: u64,
+        /// The session, read atomically with the acquisition (the read
+        /// refreshes `last_seen` like [`load`](SessionStore::load) does).
+        loaded: Loaded,
+    },
+    /// Another holder's lease has not run out: nothing changed.
+    Held,
+    /// No live session under this id (unknown, expired, ended, or replaced
+    /// by a login or explicit rotation).
+    Gone,
 }
 
 /// The arguments of [`SessionStore::login`].
@@ -288,7 +341,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Written>;
 
     /// Applies a delta to an existing session (following an alias), bumps its
-    /// version and refreshes `last_seen`. Never creates a session.
+    /// version and refreshes `last_seen`. Never creates a session. A delta
+    /// with a [`fence`](Delta::fence) that is not the session's latest
+    /// writes nothing and answers [`SaveOutcome::Fenced`].
     async fn save(&self, id: &SessionId, delta: &Delta, timeouts: &Timeouts)
         -> Result<SaveOutcome>;
 
@@ -297,8 +352,10 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// retires `login.old` as moved (leaving its user's index, if any).
     async fn login(&self, login: Login<'_>, timeouts: &Timeouts) -> Result<LoginOutcome>;
 
-    /// Moves a session to a new id (same slot tag), keeping data, user and
-    /// lifetime, and retires the old id as `retire` says.
+    /// Moves a session to a new id (same slot tag), keeping data, user,
+    /// lifetime and lock fence counter, and retires the old id as `retire`
+    /// says. The lock moves along with [`Retire::Alias`] and is dropped with
+    /// [`Retire::Moved`].
     async fn rotate(
         &self,
         old: &SessionId,
@@ -315,4 +372,25 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Lists a user's live sessions, most recently used first.
     async fn sessions_of(&self, user_id: &str, timeouts: &Timeouts) -> Result<Vec<SessionInfo>>;
+
+    /// Takes the session's lock for `lease` if no other holder's lease is
+    /// running, and returns the session's current data with a new fence, in
+    /// one atomic step. Follows a rotation alias like `load`. The lock is
+    /// advisory: see the [module docs](self#session-locks).
+    async fn lock(
+        &self,
+        id: &SessionId,
+        lease: Duration,
+        timeouts: &Timeouts,
+    ) -> Result<LockOutcome>;
+
+    /// Extends the lock to `lease` from now if it is still held with
+    /// `fence` (following a rotation alias). `false` if the lock is no
+    /// longer ours: its lease ran out, or the session ended.
+    async fn renew_lock(&self, id: &SessionId, fence: u64, lease: Duration) -> Result<bool>;
+
+    /// Releases the lock if it is held with `fence` (following a rotation
+    /// alias); does nothing otherwise, so a holder that lost its lock cannot
+    /// release the next holder's.
+    async fn unlock(&self, id: &SessionId, fence: u64) -> Result<()>;
 }

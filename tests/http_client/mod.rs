@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use sessionkit::{Error, Session, SessionManager};
+use sessionkit::{Error, LockedSession, Session, SessionManager};
 
 /// The session cookie name (the default).
 pub const COOKIE_NAME: &str = "id";
@@ -86,9 +86,21 @@ pub type Handler =
 
 /// A table of `(path pattern, handler)`; patterns use `{name}` for a
 /// parameter, which axum and actix-web both understand. Every route is `GET`.
+/// A route added with [`Routes::route_locked`] extracts `LockedSession`
+/// instead of `Session`: the lock is taken before the handler runs, and its
+/// guard is held until the handler's future completes.
 #[derive(Clone, Default)]
 pub struct Routes {
-    entries: Vec<(String, Handler)>,
+    entries: Vec<(String, Handler, Extract)>,
+}
+
+/// Which extractor a route's handler gets its session from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extract {
+    /// `sessionkit::Session`.
+    Session,
+    /// `sessionkit::LockedSession`.
+    Locked,
 }
 
 impl Routes {
@@ -98,7 +110,27 @@ impl Routes {
     }
 
     /// Adds a route.
-    pub fn route<F, Fut, R>(mut self, path: &str, handler: F) -> Self
+    pub fn route<F, Fut, R>(self, path: &str, handler: F) -> Self
+    where
+        F: Fn(Session, Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, Error>> + Send + 'static,
+        R: Into<String>,
+    {
+        self.add(path, Extract::Session, handler)
+    }
+
+    /// Adds a route whose session is locked before the handler runs (the
+    /// `LockedSession` extractor).
+    pub fn route_locked<F, Fut, R>(self, path: &str, handler: F) -> Self
+    where
+        F: Fn(Session, Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, Error>> + Send + 'static,
+        R: Into<String>,
+    {
+        self.add(path, Extract::Locked, handler)
+    }
+
+    fn add<F, Fut, R>(mut self, path: &str, extract: Extract, handler: F) -> Self
     where
         F: Fn(Session, Vec<String>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, Error>> + Send + 'static,
@@ -108,14 +140,29 @@ impl Routes {
             let fut = handler(session, params);
             Box::pin(async move { fut.await.map(Into::into) })
         });
-        self.entries.push((path.to_owned(), handler));
+        self.entries.push((path.to_owned(), handler, extract));
         self
     }
 
     /// The routes, in the order added.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Handler)> {
-        self.entries.iter().map(|(p, h)| (p.as_str(), h))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Handler, Extract)> {
+        self.entries.iter().map(|(p, h, e)| (p.as_str(), h, *e))
     }
+}
+
+/// Runs `handler` on the locked session, holding the lock's guard until the
+/// handler's future completes (as a handler taking `LockedSession` does).
+fn run_locked(
+    handler: &Handler,
+    locked: LockedSession,
+    params: Vec<String>,
+) -> BoxFuture<'static, Result<String, Error>> {
+    let fut = handler((*locked).clone(), params);
+    Box::pin(async move {
+        let out = fut.await;
+        drop(locked);
+        out
+    })
 }
 
 /// The path parameter `i`.
@@ -285,23 +332,37 @@ mod axum_server {
     use axum::routing::get;
     use axum::Router;
     use sessionkit::axum::SessionLayer;
-    use sessionkit::{Session, SessionManager};
+    use sessionkit::{LockedSession, Session, SessionManager};
 
-    use super::{Routes, Running};
+    use super::{run_locked, Extract, Routes, Running};
 
     fn router(routes: Routes, manager: Option<SessionManager>) -> Router {
         let mut router = Router::new().route(super::PLAIN, get(|| async { super::PLAIN_BODY }));
-        for (path, handler) in routes.iter() {
+        for (path, handler, extract) in routes.iter() {
             let h = handler.clone();
-            router = if path.contains('{') {
-                router.route(
+            let with_params = path.contains('{');
+            router = match (extract, with_params) {
+                (Extract::Session, true) => router.route(
                     path,
                     get(move |session: Session, Path(params): Path<Vec<String>>| {
                         h(session, params)
                     }),
-                )
-            } else {
-                router.route(path, get(move |session: Session| h(session, Vec::new())))
+                ),
+                (Extract::Session, false) => {
+                    router.route(path, get(move |session: Session| h(session, Vec::new())))
+                }
+                (Extract::Locked, true) => router.route(
+                    path,
+                    get(
+                        move |locked: LockedSession, Path(params): Path<Vec<String>>| {
+                            run_locked(&h, locked, params)
+                        },
+                    ),
+                ),
+                (Extract::Locked, false) => router.route(
+                    path,
+                    get(move |locked: LockedSession| run_locked(&h, locked, Vec::new())),
+                ),
             };
         }
         match manager {
@@ -335,28 +396,36 @@ mod actix_server {
     use actix_web::{web, App, HttpRequest, HttpServer};
 
     use sessionkit::actix::SessionMiddleware;
-    use sessionkit::{Session, SessionManager};
+    use sessionkit::{LockedSession, Session, SessionManager};
 
-    use super::{Routes, Running};
+    use super::{run_locked, Extract, Routes, Running};
 
     /// How long a drop waits for the server's thread to end.
     const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
     fn configure(routes: &Routes, cfg: &mut web::ServiceConfig) {
         cfg.route(super::PLAIN, web::get().to(|| async { super::PLAIN_BODY }));
-        for (path, handler) in routes.iter() {
+        fn params(req: &HttpRequest) -> Vec<String> {
+            req.match_info()
+                .iter()
+                .map(|(_, value)| value.to_owned())
+                .collect()
+        }
+        for (path, handler, extract) in routes.iter() {
             let h = handler.clone();
-            cfg.route(
-                path,
-                web::get().to(move |session: Session, req: HttpRequest| {
-                    let params = req
-                        .match_info()
-                        .iter()
-                        .map(|(_, value)| value.to_owned())
-                        .collect();
-                    h(session, params)
-                }),
-            );
+            match extract {
+                Extract::Session => cfg.route(
+                    path,
+                    web::get()
+                        .to(move |session: Session, req: HttpRequest| h(session, params(&req))),
+                ),
+                Extract::Locked => cfg.route(
+                    path,
+                    web::get().to(move |locked: LockedSession, req: HttpRequest| {
+                        run_locked(&h, locked, params(&req))
+                    }),
+                ),
+            };
         }
     }
 

@@ -50,11 +50,13 @@ fn crc16_xmodem(bytes: &[u8]) -> u16 {
 /// Builds key names under one prefix.
 ///
 /// - session: `<prefix>:{<tag>}:s:<hash part>`
+/// - lock of a session: `<prefix>:{<tag>}:l:<hash part>`
 /// - index of a tag: `<prefix>:{<tag>}:idx`
 ///
-/// The index-reading scripts derive a member's session key from the index
-/// key they were given (`KEYS[i]` minus `idx`, plus `s:<member>`), so these
-/// two shapes must stay in step; a unit test checks it.
+/// The index-reading scripts derive a member's session and lock keys from
+/// the index key they were given (`KEYS[i]` minus `idx`, plus `s:<member>`
+/// or `l:<member>`), so these shapes must stay in step; a unit test checks
+/// it.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     prefix: String,
@@ -64,13 +66,15 @@ pub(crate) struct Keys {
 /// in another slot, the separate retire script's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LoginKeys {
-    /// `[new session, index of the new tag]`, plus the old session when it
-    /// shares the new id's slot tag.
+    /// `[new session, index of the new tag]`, plus `[old session, index of
+    /// the old tag, old session's lock]` when the old session is retired in
+    /// the same script.
     pub(crate) login: Vec<String>,
     /// Whether `login` carries the old session (retired in the same script).
     pub(crate) old_in_login: bool,
-    /// `[old session, index of the old tag]` when the old id has another tag:
-    /// retired by a second script call after a successful login.
+    /// `[old session, index of the old tag, old session's lock]` when the
+    /// old id has another tag: retired by a second script call after a
+    /// successful login.
     pub(crate) retire: Option<Vec<String>>,
 }
 
@@ -93,6 +97,12 @@ impl Keys {
         format!("{}:{{{}}}:s:{}", self.prefix, id.tag(), id.hash_part())
     }
 
+    /// The lock of a session: a string holding the holder's fence, with the
+    /// lease as its TTL.
+    pub(crate) fn lock(&self, id: &SessionId) -> String {
+        format!("{}:{{{}}}:l:{}", self.prefix, id.tag(), id.hash_part())
+    }
+
     /// The index of a slot tag.
     pub(crate) fn index(&self, tag: &str) -> String {
         format!("{}:{{{}}}:idx", self.prefix, tag)
@@ -101,6 +111,17 @@ impl Keys {
     /// KEYS of `load`, `save` and `revoke`: the session and its tag's index.
     pub(crate) fn session_and_index(&self, id: &SessionId) -> Vec<String> {
         vec![self.session(id), self.index(id.tag())]
+    }
+
+    /// KEYS of `lock` and `revoke`: the session, its tag's index, its lock.
+    pub(crate) fn session_index_and_lock(&self, id: &SessionId) -> Vec<String> {
+        vec![self.session(id), self.index(id.tag()), self.lock(id)]
+    }
+
+    /// KEYS of `renew_lock` and `unlock`: the lock, and the session (to
+    /// follow a rotation alias).
+    pub(crate) fn lock_and_session(&self, id: &SessionId) -> Vec<String> {
+        vec![self.lock(id), self.session(id)]
     }
 
     /// KEYS of `create`: the new (anonymous) session.
@@ -112,7 +133,7 @@ impl Keys {
     /// `one_slot_per_call` off (a server without Cluster, where slots do
     /// not constrain scripts) an old session in another slot is retired in
     /// the login script too: `[new session, new index, old session, old
-    /// index]`.
+    /// index, old lock]`.
     pub(crate) fn login(
         &self,
         new: &SessionId,
@@ -122,16 +143,8 @@ impl Keys {
         let mut login = self.session_and_index(new);
         let old = old.filter(|old| *old != new);
         match old {
-            Some(old) if old.tag() == new.tag() => {
-                login.push(self.session(old));
-                LoginKeys {
-                    login,
-                    old_in_login: true,
-                    retire: None,
-                }
-            }
-            Some(old) if !one_slot_per_call => {
-                login.extend(self.session_and_index(old));
+            Some(old) if old.tag() == new.tag() || !one_slot_per_call => {
+                login.extend(self.session_index_and_lock(old));
                 LoginKeys {
                     login,
                     old_in_login: true,
@@ -141,7 +154,7 @@ impl Keys {
             Some(old) => LoginKeys {
                 login,
                 old_in_login: false,
-                retire: Some(self.session_and_index(old)),
+                retire: Some(self.session_index_and_lock(old)),
             },
             None => LoginKeys {
                 login,
@@ -152,9 +165,15 @@ impl Keys {
     }
 
     /// KEYS of `rotate` (the ids share a tag): old session, new session,
-    /// index.
+    /// index, old lock, new lock.
     pub(crate) fn rotate(&self, old: &SessionId, new: &SessionId) -> Vec<String> {
-        vec![self.session(old), self.session(new), self.index(old.tag())]
+        vec![
+            self.session(old),
+            self.session(new),
+            self.index(old.tag()),
+            self.lock(old),
+            self.lock(new),
+        ]
     }
 
     /// KEYS of `revoke_user` and `sessions_of`: the index of the user's tag.
@@ -225,7 +244,10 @@ mod tests {
         assert_one_slot("load (user)", &keys.session_and_index(&u1));
         assert_one_slot("create", &keys.create(&a));
         assert_one_slot("save", &keys.session_and_index(&u1));
-        assert_one_slot("revoke", &keys.session_and_index(&u1));
+        assert_one_slot("revoke", &keys.session_index_and_lock(&u1));
+        assert_one_slot("lock", &keys.session_index_and_lock(&a));
+        assert_one_slot("lock (user)", &keys.session_index_and_lock(&u1));
+        assert_one_slot("renew_lock / unlock", &keys.lock_and_session(&u1));
         assert_one_slot("rotate (anonymous)", &keys.rotate(&a, &anon_with_tag(&a)));
         assert_one_slot("rotate (user)", &keys.rotate(&u1, &u2));
         assert_one_slot("revoke_user", &keys.user_index("alice"));
@@ -255,7 +277,16 @@ mod tests {
         let l = keys.login(&u2, Some(&u1), true);
         assert_one_slot("login (same tag)", &l.login);
         assert!(l.old_in_login && l.retire.is_none());
-        assert_eq!(l.login.len(), 3);
+        assert_eq!(
+            l.login,
+            vec![
+                keys.session(&u2),
+                keys.index(u2.tag()),
+                keys.session(&u1),
+                keys.index(u1.tag()),
+                keys.lock(&u1)
+            ]
+        );
 
         // Switching user: the old session's tag is bob's.
         let l = keys.login(&u1, Some(&other), true);
@@ -271,7 +302,8 @@ mod tests {
                 keys.session(&u1),
                 keys.index(u1.tag()),
                 keys.session(&a),
-                keys.index(a.tag())
+                keys.index(a.tag()),
+                keys.lock(&a)
             ]
         );
     }
@@ -287,7 +319,9 @@ mod tests {
         let index = keys.index(id.tag());
         let base = &index[..index.len() - "idx".len()];
         assert_eq!(format!("{base}s:{}", id.hash_part()), keys.session(&id));
+        assert_eq!(format!("{base}l:{}", id.hash_part()), keys.lock(&id));
         assert_eq!(key_slot(&keys.session(&id)), key_slot(&index));
+        assert_eq!(key_slot(&keys.lock(&id)), key_slot(&index));
     }
 
     #[test]

@@ -24,13 +24,15 @@
 //! | key | type | holds |
 //! |-----|------|-------|
 //! | `<prefix>:{<tag>}:s:<hash>` | HASH | one session |
+//! | `<prefix>:{<tag>}:l:<hash>` | STRING | the session's lock: the holder's fence, with the lease as its TTL |
 //! | `<prefix>:{<tag>}:idx` | ZSET | the logged-in sessions of that tag: member = `<hash>`, score = last seen (ms) |
 //!
 //! A session hash has one field per data key, `d:<key>`, holding the value's
 //! JSON, and metadata fields: `@user` (absent while anonymous), `@created`,
 //! `@seen`, `@issued` (token issued), `@deadline` (absolute deadline), all in
-//! milliseconds on the Redis clock, `@ver` (bumped by every write), `@ua` and
-//! `@ip`. Where a session used to be, a short-lived marker hash may stand:
+//! milliseconds on the Redis clock, `@ver` (bumped by every write), `@ua`,
+//! `@ip`, and `@fence` (the latest lock fence issued: `HINCRBY` on every
+//! acquisition, absent until the first). Where a session used to be, a short-lived marker hash may stand:
 //! `@alias = <new hash>` after periodic rotation (the old token keeps reading
 //! and writing the new session for the grace period), or `@moved = 1` after
 //! login or explicit rotation (reads find nothing; writes are dropped
@@ -79,6 +81,22 @@
 //!   part and the store repeats the call on the new id (same slot). This
 //!   only happens during the rotation grace period.
 //!
+//! # Session locks
+//!
+//! `lock` is one script: it checks the session (following an alias, like
+//! `load`), answers `held` if the lock key exists, else bumps `@fence`,
+//! sets the lock key to the new fence with `PX <lease>`, and returns the
+//! whole session; a fenced `save` compares `@fence` with the delta's fence
+//! before writing anything. `renew_lock` (`PEXPIRE` if the key still holds
+//! the caller's fence) and `unlock` (`DEL` if it does) follow an alias too.
+//! A lock key with no TTL, or not a string (only outside interference makes
+//! one), is dropped by the next `lock` rather than blocking the session
+//! forever. Every script that ends a session deletes its lock key (the
+//! index-reading ones derive it from the index key, like the session key);
+//! `rotate` moves it to the new id behind an alias and drops it with a moved
+//! marker; a lock key outlives a session that merely expired by at most its
+//! lease. See [`crate::lock`] for the guarantees and the failover caveat.
+//!
 //! Every call's KEYS share one hash slot (`{<tag>}`; see [`key_slot`]). The
 //! index-reading scripts derive a member's session key from the index key
 //! they were given (same prefix and `{tag}`, so the same slot), because which
@@ -92,13 +110,18 @@
 //! (`EVALSHA` load, touching at most once per touch interval); a write 2
 //! (load, save); a login 1 without a prior session, 2 from an anonymous
 //! session (load, login; 3 on a Cluster node: load, login, retire); a
-//! logout 2 (load, revoke).
+//! logout 2 (load, revoke); a write under the session lock 4 (load, lock,
+//! save, unlock), plus one `lock` per poll while another request holds it,
+//! and one `renew_lock` per third of the lease while the guard lives.
 //!
 //! With the client-side cache and the session cached: a read-only request
 //! 0; a write 1 (save; the save refills the cache, so the next request is
 //! a hit too); a login from a cached session 1; a logout 1. The first read
 //! of a session on an instance, and the first read after another instance
-//! changed it, cost 1 as without the cache.
+//! changed it, cost 1 as without the cache. A lock is never served from
+//! the cache (taking it is a write: it bumps `@fence`, which invalidates
+//! other instances' copies); its reply refreshes the taker's copy, so a
+//! locked write costs 3 when the session is cached.
 //!
 //! # Client-side cache
 //!
@@ -168,8 +191,8 @@ use self::tracked::TrackedLink;
 use crate::clock::duration_ms;
 use crate::config::{MaxSessionsPolicy, UserLimit};
 use crate::store::{
-    Data, Delta, Loaded, Login, LoginOutcome, Meta, NewSession, Retire, RotateOutcome, SaveOutcome,
-    SessionInfo, SessionStore, Timeouts, Written,
+    Data, Delta, Loaded, LockOutcome, Login, LoginOutcome, Meta, NewSession, Retire, RotateOutcome,
+    SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
 };
 use crate::{Error, Result, SessionId};
 
@@ -182,6 +205,11 @@ const MAX_MS: i64 = 1 << 47;
 
 fn ms(d: Duration) -> i64 {
     duration_ms(d).min(MAX_MS)
+}
+
+/// A lock lease in ms: `SET ... PX` and `PEXPIRE` need at least 1.
+fn lease_ms(d: Duration) -> i64 {
+    ms(d).max(1)
 }
 
 /// A [`SessionStore`] in Redis: atomic Lua scripts, a per-user index, keys
@@ -356,6 +384,11 @@ impl RedisStore {
         self.inner.keys.session(id)
     }
 
+    /// The Redis key of a session's lock, for inspection and tests.
+    pub fn lock_key(&self, id: &SessionId) -> String {
+        self.inner.keys.lock(id)
+    }
+
     /// The Redis key of the index that holds a user's sessions.
     pub fn user_index_key(&self, user_id: &str) -> String {
         self.inner
@@ -457,16 +490,17 @@ impl RedisStore {
         }
     }
 
-    fn loaded(&self, id: SessionId, items: &[Value]) -> Result<Option<Loaded>> {
-        const S: &str = "load";
-        let now_ms = reply::int(S, reply::at(S, items, 1)?)?;
-        let expires_at_ms = reply::int(S, reply::at(S, items, 2)?)?;
-        let touched = reply::int(S, reply::at(S, items, 3)?)? != 0;
-        let fields = match reply::at(S, items, 4)? {
+    /// The session in a `load` or `lock` reply (`{'ok', now, exp, touched,
+    /// fields, ...}`); `None` when its fields are corrupt.
+    fn loaded(&self, script: &str, id: SessionId, items: &[Value]) -> Result<Option<Loaded>> {
+        let now_ms = reply::int(script, reply::at(script, items, 1)?)?;
+        let expires_at_ms = reply::int(script, reply::at(script, items, 2)?)?;
+        let touched = reply::int(script, reply::at(script, items, 3)?)? != 0;
+        let fields = match reply::at(script, items, 4)? {
             Value::Array(fields) => fields,
             other => {
                 return Err(reply::bad(
-                    S,
+                    script,
                     format_args!("expected fields, got {}", reply::kind(other)),
                 ))
             }
@@ -501,6 +535,7 @@ impl RedisStore {
             .arg(id.hash_part())
             .arg(if delta.clear { "1" } else { "0" })
             .arg(self.cache_flag())
+            .arg(delta.fence.map(|f| f.to_string()).unwrap_or_default())
             .arg(delta.remove.len());
         for key in &delta.remove {
             inv.arg(format!("d:{key}"));
@@ -528,6 +563,39 @@ impl RedisStore {
             }),
             Err(_) => ticket.gone(),
         }
+    }
+
+    /// Runs `renew_lock` or `unlock` on `id`'s lock, following a rotation
+    /// alias once. The status word of the reply; `None` when an alias led
+    /// nowhere usable. Neither script writes a session, so the client-side
+    /// cache is not involved.
+    async fn lock_call(
+        &self,
+        script_name: &str,
+        script: &Script,
+        id: &SessionId,
+        args: impl Fn(&mut ScriptInvocation<'_>),
+    ) -> Result<Option<String>> {
+        let mut target = id.clone();
+        for hop in 0..2 {
+            let keys = self.inner.keys.lock_and_session(&target);
+            let mut inv = invocation(script, &keys);
+            args(&mut inv);
+            let items = reply::array(script_name, self.run(&inv).await?)?;
+            let status = reply::status(script_name, &items)?;
+            if status != "alias" {
+                return Ok(Some(status));
+            }
+            if hop > 0 {
+                break;
+            }
+            let next = reply::text(script_name, reply::at(script_name, &items, 1)?).ok();
+            match next.and_then(|n| id_in_tag(target.tag(), &n)) {
+                Some(next) => target = next,
+                None => break,
+            }
+        }
+        Ok(None)
     }
 
     async fn retire_elsewhere(&self, keys: &[String], old: &SessionId, grace: Duration) {
@@ -592,7 +660,7 @@ impl SessionStore for RedisStore {
             }
             match status.as_str() {
                 "ok" => {
-                    let loaded = self.loaded(asked, &items)?;
+                    let loaded = self.loaded(S, asked, &items)?;
                     if let Some(t) = ticket.take() {
                         match &loaded {
                             Some(l) => t.fresh(l),
@@ -664,6 +732,13 @@ impl SessionStore for RedisStore {
                     self.cache_saved(t, &target, &items, written);
                 }
                 return Ok(SaveOutcome::Saved(written));
+            }
+            if status == "fenced" {
+                // Nothing was written: the cached copy, if any, still holds.
+                if let Some(t) = ticket {
+                    t.unchanged();
+                }
+                return Ok(SaveOutcome::Fenced);
             }
             // Anything but a live session: not cached.
             if let Some(t) = ticket {
@@ -823,7 +898,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
-        let keys = self.inner.keys.session_and_index(id);
+        let keys = self.inner.keys.session_index_and_lock(id);
         let mut inv = invocation(&self.inner.scripts.revoke, &keys);
         inv.arg(id.hash_part());
         // Not served from the cache from now on, and not cached again.
@@ -909,5 +984,111 @@ impl SessionStore for RedisStore {
         }
         list.sort_by_key(|(last_seen, _)| std::cmp::Reverse(*last_seen));
         Ok(list.into_iter().map(|(_, info)| info).collect())
+    }
+
+    async fn lock(
+        &self,
+        id: &SessionId,
+        lease: Duration,
+        timeouts: &Timeouts,
+    ) -> Result<LockOutcome> {
+        const S: &str = "lock";
+        let mut asked = id.clone();
+        // At most one hop: an alias points at a session, never at an alias.
+        for hop in 0..2 {
+            let keys = self.inner.keys.session_index_and_lock(&asked);
+            let mut inv = invocation(&self.inner.scripts.lock, &keys);
+            inv.arg(ms(timeouts.idle))
+                .arg(ms(timeouts.touch_interval))
+                .arg(asked.hash_part())
+                .arg(lease_ms(lease));
+            let mut conn = self.conn().await?;
+            // The reply carries the whole session, read after the script's
+            // writes: it refreshes the cache as a load does. A lock is never
+            // served from the cache: taking it is a write.
+            let ticket = self.ticket(&conn, &keys[0]);
+            let items = reply::array(S, self.exec(&mut conn, &inv).await?)?;
+            let status = reply::status(S, &items)?;
+            match status.as_str() {
+                "ok" => {
+                    let fence = reply::int(S, reply::at(S, &items, 5)?)?;
+                    let fence =
+                        u64::try_from(fence).map_err(|_| reply::bad(S, "the fence is negative"))?;
+                    let loaded = self.loaded(S, asked, &items)?;
+                    if let Some(t) = ticket {
+                        match &loaded {
+                            Some(l) => t.fresh(l),
+                            None => t.gone(),
+                        }
+                    }
+                    // Fields that do not decode: the session is unusable, as
+                    // for `load`; the lock lapses with its lease.
+                    return Ok(match loaded {
+                        Some(loaded) => LockOutcome::Acquired { fence, loaded },
+                        None => LockOutcome::Gone,
+                    });
+                }
+                "held" => {
+                    if let Some(t) = ticket {
+                        t.unchanged();
+                    }
+                    return Ok(LockOutcome::Held);
+                }
+                _ => {
+                    if let Some(t) = ticket {
+                        t.gone();
+                    }
+                }
+            }
+            match status.as_str() {
+                "none" | "moved" => return Ok(LockOutcome::Gone),
+                "alias" if hop == 0 => {
+                    let target = reply::text(S, reply::at(S, &items, 1)?).ok();
+                    match target.and_then(|t| id_in_tag(asked.tag(), &t)) {
+                        Some(target) => asked = target,
+                        None => {
+                            warn_corrupt(&asked, "the alias does not name a session");
+                            return Ok(LockOutcome::Gone);
+                        }
+                    }
+                }
+                "alias" => return Ok(LockOutcome::Gone),
+                "corrupt" => {
+                    let reason = reply::opt_text(S, reply::at(S, &items, 1)?)?;
+                    warn_corrupt(&asked, reason.as_deref().unwrap_or("corrupt"));
+                    return Ok(LockOutcome::Gone);
+                }
+                other => return Err(reply::bad(S, format_args!("unknown status {other:?}"))),
+            }
+        }
+        Ok(LockOutcome::Gone)
+    }
+
+    async fn renew_lock(&self, id: &SessionId, fence: u64, lease: Duration) -> Result<bool> {
+        const S: &str = "renew_lock";
+        let lease = lease_ms(lease);
+        let status = self
+            .lock_call(S, &self.inner.scripts.renew_lock, id, |inv| {
+                inv.arg(fence).arg(lease);
+            })
+            .await?;
+        match status.as_deref() {
+            Some("ok") => Ok(true),
+            Some("lost") | None => Ok(false),
+            Some(other) => Err(reply::bad(S, format_args!("unknown status {other:?}"))),
+        }
+    }
+
+    async fn unlock(&self, id: &SessionId, fence: u64) -> Result<()> {
+        const S: &str = "unlock";
+        let status = self
+            .lock_call(S, &self.inner.scripts.unlock, id, |inv| {
+                inv.arg(fence);
+            })
+            .await?;
+        match status.as_deref() {
+            Some("ok") | None => Ok(()),
+            Some(other) => Err(reply::bad(S, format_args!("unknown status {other:?}"))),
+        }
     }
 }

@@ -24,6 +24,9 @@ pub(crate) struct Scripts {
     pub(crate) sessions_of: Script,
     /// The batched idle-expiry refresh of the client-side cache.
     pub(crate) touch: Script,
+    pub(crate) lock: Script,
+    pub(crate) renew_lock: Script,
+    pub(crate) unlock: Script,
 }
 
 fn script(body: &str) -> Script {
@@ -43,11 +46,14 @@ impl Scripts {
             revoke_user: script(include_str!("scripts/revoke_user.lua")),
             sessions_of: script(include_str!("scripts/sessions_of.lua")),
             touch: script(include_str!("scripts/touch.lua")),
+            lock: script(include_str!("scripts/lock.lua")),
+            renew_lock: script(include_str!("scripts/renew_lock.lua")),
+            unlock: script(include_str!("scripts/unlock.lua")),
         }
     }
 
     /// All scripts, to preload with `SCRIPT LOAD`.
-    pub(crate) fn all(&self) -> [&Script; 10] {
+    pub(crate) fn all(&self) -> [&Script; 13] {
         [
             &self.load,
             &self.create,
@@ -59,6 +65,9 @@ impl Scripts {
             &self.revoke_user,
             &self.sessions_of,
             &self.touch,
+            &self.lock,
+            &self.renew_lock,
+            &self.unlock,
         ]
     }
 }

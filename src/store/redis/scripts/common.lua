@@ -4,7 +4,10 @@
 --
 -- Session hash fields: `d:<key>` = JSON of one data value; `@user`,
 -- `@created`, `@seen`, `@issued`, `@deadline` (ms on the Redis clock),
--- `@ver`, `@ua`, `@ip`. Markers: `@alias` = new hash part, `@moved` = 1.
+-- `@ver`, `@ua`, `@ip`, and `@fence` (the latest lock fence issued; only
+-- grows). Markers: `@alias` = new hash part, `@moved` = 1. A session's lock
+-- is a string key of its own (same `{tag}`) holding the holder's fence,
+-- with the lease as its TTL.
 -- Times are integers below 2^53, so Lua numbers hold them exactly; they are
 -- written with `int` because Lua's default number format would round them.
 
@@ -96,24 +99,32 @@ local function inspect(key, now, idle)
 end
 
 -- The live sessions of `user` listed in index `idx` (except hash part
--- `skip`), as {hash part, key, meta}. Prunes members whose session is gone,
--- expired, corrupt or a marker. Sessions of another user who shares the tag
--- are left alone. A member's key is derived from the declared index key
--- (same `{tag}`, so the same slot; the shebang makes Cluster enforce it).
+-- `skip`), as {hash part, key, meta, lock key}. Prunes members whose session
+-- is gone, expired, corrupt or a marker. Sessions of another user who
+-- shares the tag are left alone. A member's session and lock keys are
+-- derived from the declared index key (same `{tag}`, so the same slot; the
+-- shebang makes Cluster enforce it).
 local function live_of(idx, user, now, idle, skip)
-  local base = string.sub(idx, 1, -4) .. 's:'
+  local base = string.sub(idx, 1, -4)
   local out = {}
   for _, h in ipairs(index_call('ZRANGE', idx, 0, -1)) do
     if h ~= skip then
-      local key = base .. h
+      local key, lock = base .. 's:' .. h, base .. 'l:' .. h
       local state, m = inspect(key, now, idle)
       if state == 'live' then
-        if m.user == user then out[#out + 1] = {h, key, m} end
+        if m.user == user then out[#out + 1] = {h, key, m, lock} end
       else
-        if state == 'expired' and m.user == user then redis.call('DEL', key) end
+        if state == 'expired' and m.user == user then redis.call('DEL', key, lock) end
         index_call('ZREM', idx, h)
       end
     end
   end
   return out
+end
+
+-- Whether lock key `lock` holds `fence` (a decimal string). A key of
+-- another type (only outside interference makes one) holds no fence.
+local function holds(lock, fence)
+  local cur = redis.pcall('GET', lock)
+  return type(cur) == 'string' and cur == fence
 end

@@ -1,8 +1,10 @@
 -- login: create the user's new session, index it, enforce the per-user limit
--- and, when the old session shares the slot, retire it as moved; atomically.
+-- (evicted sessions lose their locks too) and, when the old session shares
+-- the slot (or on a server without Cluster), retire it as moved and drop
+-- its lock; atomically.
 -- KEYS[1] new session, KEYS[2] index of the new id's (the user's) tag,
--- KEYS[3] (optional) old session, KEYS[4] (optional) the old session's
--- index when its tag differs (only on a server without Cluster).
+-- then, when the old session is retired here: KEYS[3] old session, KEYS[4]
+-- the old session's index, KEYS[5] its lock.
 -- ARGV[1] idle ms, ARGV[2] absolute ms, ARGV[3] user id, ARGV[4] max
 -- sessions (0 = unlimited), ARGV[5] 'evict' | 'reject', ARGV[6] moved grace
 -- ms, ARGV[7] new hash part, ARGV[8] old hash part ('' when none or in
@@ -25,7 +27,7 @@ if max > 0 and #others > max - 1 then
     return a[1] < b[1]
   end)
   for i = 1, #others - (max - 1) do
-    redis.call('DEL', others[i][2])
+    redis.call('DEL', others[i][2], others[i][4])
     index_call('ZREM', idx, others[i][1])
     evicted[#evicted + 1] = others[i][1]
   end
@@ -43,9 +45,10 @@ if exp > now then
   extend_index(idx, exp)
 end
 
+if KEYS[3] then redis.call('DEL', KEYS[5]) end
 if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('DEL', KEYS[3])
-  index_call('ZREM', KEYS[4] or idx, old_hash)
+  index_call('ZREM', KEYS[4], old_hash)
   if grace > 0 then
     redis.call('HSET', KEYS[3], '@moved', '1')
     redis.call('PEXPIRE', KEYS[3], int(grace))

@@ -1,6 +1,10 @@
 -- rotate: move a live session to a new id of the same tag, keeping data,
--- user, creation and absolute deadline; leave an alias or a moved marker.
--- KEYS[1] old session, KEYS[2] new session, KEYS[3] index of the tag.
+-- user, creation, absolute deadline and the fence counter (`@fence`); leave
+-- an alias (the lock, holder and remaining lease, moves along: its holder
+-- reaches it through the alias) or a moved marker (the lock is dropped:
+-- the old token, and a holder that used it, can no longer write).
+-- KEYS[1] old session, KEYS[2] new session, KEYS[3] index of the tag,
+-- KEYS[4] old lock, KEYS[5] new lock.
 -- ARGV[1] idle ms, ARGV[2] 'alias' | 'moved', ARGV[3] grace ms,
 -- ARGV[4] old hash part, ARGV[5] new hash part.
 -- Reply: {'ok', now, expires_at} | {'gone'}.
@@ -8,13 +12,19 @@ local now = now_ms()
 local idle, grace = tonumber(ARGV[1]), tonumber(ARGV[3])
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'expired' then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[4])
   if m.user then index_call('ZREM', KEYS[3], ARGV[4]) end
   return {'gone'}
 end
 if state ~= 'live' then return {'gone'} end
 local exp = math.min(now + idle, m.deadline)
 redis.call('RENAME', KEYS[1], KEYS[2])
+-- RENAME keeps the TTL: the holder's lease runs on under the new id.
+if ARGV[2] == 'alias' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('RENAME', KEYS[4], KEYS[5])
+else
+  redis.call('DEL', KEYS[4])
+end
 redis.call('HSET', KEYS[2], '@issued', int(now), '@seen', int(now))
 redis.call('HINCRBY', KEYS[2], '@ver', 1)
 put_ttl(KEYS[2], exp - now)

@@ -1,14 +1,16 @@
 -- save: apply a delta (clear, remove, set) to a live session, bump `@ver`,
--- refresh `@seen`. Never creates a session.
+-- refresh `@seen`. Never creates a session. A fenced delta is applied only
+-- if its fence is the session's latest (`@fence`).
 -- KEYS[1] session, KEYS[2] index of its tag.
 -- ARGV[1] idle ms, ARGV[2] hash part, ARGV[3] clear ('1' or '0'),
 -- ARGV[4] '1' when the caller keeps a client-side cache (CLIENT TRACKING
 -- ... NOLOOP): the reply then carries every field, read after the last
 -- write, which also puts the key back in this client's tracking table.
--- ARGV[5] n = number of data fields to remove, ARGV[6..5+n] those fields,
--- ARGV[6+n..] field/value pairs to set.
+-- ARGV[5] the lock fence the delta carries ('' for none),
+-- ARGV[6] n = number of data fields to remove, ARGV[7..6+n] those fields,
+-- ARGV[7+n..] field/value pairs to set.
 -- Reply: {'ok', now, expires_at[, {field, value, ...}]} | {'gone'} |
--- {'moved'} | {'alias', target}.
+-- {'moved'} | {'alias', target} | {'fenced'} (nothing written).
 local now = now_ms()
 local idle, hash = tonumber(ARGV[1]), ARGV[2]
 local state, m = inspect(KEYS[1], now, idle)
@@ -20,6 +22,9 @@ if state == 'expired' then
   return {'gone'}
 end
 if state ~= 'live' then return {'gone'} end
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], '@fence') ~= ARGV[5] then
+  return {'fenced'}
+end
 if ARGV[3] == '1' then
   local data = {}
   for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
@@ -27,9 +32,9 @@ if ARGV[3] == '1' then
   end
   hdel_list(KEYS[1], data, 1, #data)
 end
-local n = tonumber(ARGV[5])
-hdel_list(KEYS[1], ARGV, 6, 5 + n)
-hset_args(KEYS[1], 6 + n)
+local n = tonumber(ARGV[6])
+hdel_list(KEYS[1], ARGV, 7, 6 + n)
+hset_args(KEYS[1], 7 + n)
 redis.call('HINCRBY', KEYS[1], '@ver', 1)
 redis.call('HSET', KEYS[1], '@seen', int(now))
 local exp = math.min(now + idle, m.deadline)
