@@ -5,6 +5,7 @@
 //! cargo run --release -p sessionkit-bench -- --duration 10 --connections 64
 //! cargo run --release -p sessionkit-bench -- micro             # in-process memory-store overhead
 //! cargo run --release -p sessionkit-bench -- micro --callgrind # + instruction counts (valgrind)
+//! cargo run --release -p sessionkit-bench -- soak              # 60 s mixed-traffic soak on Redis
 //! cargo run --release -p sessionkit-bench --no-default-features   # without the client-cache variants
 //! ```
 //!
@@ -22,6 +23,8 @@ mod report;
 mod resp;
 mod run;
 mod servers;
+mod soak;
+mod soak_service;
 mod wrk;
 
 use std::process::ExitCode;
@@ -30,7 +33,9 @@ const USAGE: &str = "\
 usage:
   sessionkit-bench [OPTIONS]              full benchmark (needs wrk and redis-server)
   sessionkit-bench micro [MICRO OPTIONS]  in-process memory-store middleware overhead
+  sessionkit-bench soak [SOAK OPTIONS]    mixed-traffic soak test of one service on Redis
   sessionkit-bench serve <variant> <port> <redis-url> <threads>   (internal)
+  sessionkit-bench soak-serve <store> <port> <redis-url> <threads> <grace-ms> <rotation-ms>  (internal)
   sessionkit-bench watch <program> [args..]                       (internal)
 
 OPTIONS (full benchmark):
@@ -49,6 +54,17 @@ MICRO OPTIONS:
   --secs SECS            time budget (default 5)
   --batch N              requests per timed batch (default 2000)
   --callgrind            also count instructions with valgrind --tool=callgrind
+
+SOAK OPTIONS (needs redis-server; exits 1 on a lost session, a 5xx or a key left):
+  --duration SECS        length of the mixed traffic (default 60)
+  --connections N        simulated clients, one keep-alive connection each (default 64)
+  --store S              redis or redis-cache (RedisStore with the client cache) (default redis)
+  --users N              users the clients log in as (default 300)
+  --admin-every MS       an admin revoke-all of a random user this often (default 2000)
+  --grace MS             the service's rotation_grace (default 3000)
+  --rotation-interval MS the service's rotation_interval, 0 for off (default 25)
+  --server-threads N     worker threads of the service (default 2)
+  --seed N               seed of the traffic mix (default: from the clock)
 ";
 
 fn main() -> ExitCode {
@@ -57,6 +73,8 @@ fn main() -> ExitCode {
         Some("serve") => servers::serve(&args[1..]),
         Some("micro") => micro::main(&args[1..]),
         Some("micro-child") => micro::child(&args[1..]),
+        Some("soak") => soak::main(&args[1..]),
+        Some("soak-serve") => soak_service::serve(&args[1..]),
         Some("watch") => procs::watch(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");

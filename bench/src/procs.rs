@@ -193,13 +193,26 @@ pub struct ServerProc {
 
 impl ServerProc {
     pub fn start(variant: Variant, redis_url: &str, threads: usize) -> Result<Self, String> {
+        Self::spawn(variant.name(), |port| {
+            vec![
+                "serve".to_owned(),
+                variant.name().to_owned(),
+                port.to_string(),
+                redis_url.to_owned(),
+                threads.to_string(),
+            ]
+        })
+    }
+
+    /// This binary re-executed with `args(port)` (a free port), until it
+    /// listens on that port; `label` names it in errors.
+    pub fn spawn(label: &str, args: impl Fn(u16) -> Vec<String>) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port()?;
             let child = Command::new(&exe)
-                .args(["serve", variant.name(), &port.to_string(), redis_url])
-                .arg(threads.to_string())
+                .args(args(port))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
@@ -214,7 +227,7 @@ impl ServerProc {
                 Err(e) => last = e,
             }
         }
-        Err(format!("{} did not start: {last}", variant.name()))
+        Err(format!("{label} did not start: {last}"))
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
@@ -246,6 +259,21 @@ impl ServerProc {
             .filter_map(|x| x.parse().ok())
             .collect();
         (ticks.len() == 2).then(|| (ticks[0] + ticks[1]) as f64 / 100.0)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.child.id()
+    }
+
+    /// A `kB` field of the server's `/proc/<pid>/status` (`VmRSS`,
+    /// `VmHWM`), in KiB.
+    pub fn status_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status.lines().find_map(|l| {
+            let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+            rest.trim().trim_end_matches("kB").trim().parse().ok()
+        })
     }
 
     /// Fails if the server process has exited.

@@ -169,7 +169,7 @@ pub fn serve(args: &[String]) -> Result<(), String> {
 
 /// Exits when stdin reaches EOF (the benchmark died or dropped us) and
 /// after [`MAX_LIFETIME`].
-fn exit_when_orphaned() {
+pub(crate) fn exit_when_orphaned() {
     std::thread::spawn(|| {
         let mut buf = [0u8; 64];
         let mut stdin = std::io::stdin();
@@ -211,7 +211,7 @@ async fn sk_manager(store: Store, redis_url: &str) -> Result<SessionManager, Str
 }
 
 #[cfg(feature = "client-cache")]
-async fn cached_store(redis_url: &str) -> Result<sessionkit::redis::RedisStore, String> {
+pub(crate) async fn cached_store(redis_url: &str) -> Result<sessionkit::redis::RedisStore, String> {
     sessionkit::redis::RedisStore::builder()
         .url(redis_url)
         .client_cache(CACHE_SESSIONS)
@@ -221,7 +221,9 @@ async fn cached_store(redis_url: &str) -> Result<sessionkit::redis::RedisStore, 
 }
 
 #[cfg(not(feature = "client-cache"))]
-async fn cached_store(_redis_url: &str) -> Result<sessionkit::redis::RedisStore, String> {
+pub(crate) async fn cached_store(
+    _redis_url: &str,
+) -> Result<sessionkit::redis::RedisStore, String> {
     Err("built without the client-cache feature".into())
 }
 

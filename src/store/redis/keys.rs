@@ -108,14 +108,14 @@ impl Keys {
         format!("{}:{{{}}}:idx", self.prefix, tag)
     }
 
-    /// KEYS of `load`, `save` and `revoke`: the session and its tag's index.
+    /// KEYS of `load`, `save`, `lock`, `revoke` and `retire`: the session and its
+    /// tag's index. Scripts that must delete the session's lock derive its key
+    /// from the session key in Lua (`lock_of`, same slot) instead of declaring
+    /// it: Redis 7 tracks every declared key of a script run on the client
+    /// cache's tracking connection, and a lock key that never exists is never
+    /// modified, so its tracking entry would never be freed.
     pub(crate) fn session_and_index(&self, id: &SessionId) -> Vec<String> {
         vec![self.session(id), self.index(id.tag())]
-    }
-
-    /// KEYS of `lock` and `revoke`: the session, its tag's index, its lock.
-    pub(crate) fn session_index_and_lock(&self, id: &SessionId) -> Vec<String> {
-        vec![self.session(id), self.index(id.tag()), self.lock(id)]
     }
 
     /// KEYS of `renew_lock` and `unlock`: the lock, and the session (to
@@ -133,7 +133,7 @@ impl Keys {
     /// `one_slot_per_call` off (a server without Cluster, where slots do
     /// not constrain scripts) an old session in another slot is retired in
     /// the login script too: `[new session, new index, old session, old
-    /// index, old lock]`.
+    /// index]`.
     pub(crate) fn login(
         &self,
         new: &SessionId,
@@ -144,7 +144,7 @@ impl Keys {
         let old = old.filter(|old| *old != new);
         match old {
             Some(old) if old.tag() == new.tag() || !one_slot_per_call => {
-                login.extend(self.session_index_and_lock(old));
+                login.extend(self.session_and_index(old));
                 LoginKeys {
                     login,
                     old_in_login: true,
@@ -154,7 +154,7 @@ impl Keys {
             Some(old) => LoginKeys {
                 login,
                 old_in_login: false,
-                retire: Some(self.session_index_and_lock(old)),
+                retire: Some(self.session_and_index(old)),
             },
             None => LoginKeys {
                 login,
@@ -165,15 +165,9 @@ impl Keys {
     }
 
     /// KEYS of `rotate` (the ids share a tag): old session, new session,
-    /// index, old lock, new lock.
+    /// index. The script derives both lock keys (see `session_and_index`).
     pub(crate) fn rotate(&self, old: &SessionId, new: &SessionId) -> Vec<String> {
-        vec![
-            self.session(old),
-            self.session(new),
-            self.index(old.tag()),
-            self.lock(old),
-            self.lock(new),
-        ]
+        vec![self.session(old), self.session(new), self.index(old.tag())]
     }
 
     /// KEYS of `revoke_user` and `sessions_of`: the index of the user's tag.
@@ -244,9 +238,9 @@ mod tests {
         assert_one_slot("load (user)", &keys.session_and_index(&u1));
         assert_one_slot("create", &keys.create(&a));
         assert_one_slot("save", &keys.session_and_index(&u1));
-        assert_one_slot("revoke", &keys.session_index_and_lock(&u1));
-        assert_one_slot("lock", &keys.session_index_and_lock(&a));
-        assert_one_slot("lock (user)", &keys.session_index_and_lock(&u1));
+        assert_one_slot("revoke", &keys.session_and_index(&u1));
+        assert_one_slot("lock", &keys.session_and_index(&a));
+        assert_one_slot("lock (user)", &keys.session_and_index(&u1));
         assert_one_slot("renew_lock / unlock", &keys.lock_and_session(&u1));
         assert_one_slot("rotate (anonymous)", &keys.rotate(&a, &anon_with_tag(&a)));
         assert_one_slot("rotate (user)", &keys.rotate(&u1, &u2));
@@ -284,7 +278,6 @@ mod tests {
                 keys.index(u2.tag()),
                 keys.session(&u1),
                 keys.index(u1.tag()),
-                keys.lock(&u1)
             ]
         );
 
@@ -303,7 +296,6 @@ mod tests {
                 keys.index(u1.tag()),
                 keys.session(&a),
                 keys.index(a.tag()),
-                keys.lock(&a)
             ]
         );
     }

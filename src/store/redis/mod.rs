@@ -898,7 +898,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
-        let keys = self.inner.keys.session_index_and_lock(id);
+        let keys = self.inner.keys.session_and_index(id);
         let mut inv = invocation(&self.inner.scripts.revoke, &keys);
         inv.arg(id.hash_part());
         // Not served from the cache from now on, and not cached again.
@@ -996,7 +996,7 @@ impl SessionStore for RedisStore {
         let mut asked = id.clone();
         // At most one hop: an alias points at a session, never at an alias.
         for hop in 0..2 {
-            let keys = self.inner.keys.session_index_and_lock(&asked);
+            let keys = self.inner.keys.session_and_index(&asked);
             let mut inv = invocation(&self.inner.scripts.lock, &keys);
             inv.arg(ms(timeouts.idle))
                 .arg(ms(timeouts.touch_interval))

@@ -35,6 +35,14 @@ local function index_call(cmd, idx, ...)
   return r
 end
 
+-- The lock key of a session key (`<p>:{<tag>}:s:<hash>` ->
+-- `<p>:{<tag>}:l:<hash>`, same slot). Derived rather than declared: a
+-- declared key is tracked by the client cache's connection even if it never
+-- exists, and such a tracking entry is never freed.
+local function lock_of(session_key)
+  return (string.gsub(session_key, ':s:([%w_%-]+)$', ':l:%1'))
+end
+
 -- Sets a key's time to live, or deletes the key when none is left.
 local function put_ttl(key, ttl)
   if ttl > 0 then

@@ -1,7 +1,7 @@
 -- lock: take a session's lock and read the session, atomically: the holder
 -- starts from the latest state in one round trip. Refreshes `@seen` (TTL,
 -- index score) when the touch interval has passed, as `load` does.
--- KEYS[1] session, KEYS[2] index of its tag, KEYS[3] the session's lock.
+-- KEYS[1] session, KEYS[2] index of its tag (the session's lock is derived).
 -- ARGV[1] idle ms, ARGV[2] touch interval ms, ARGV[3] hash part, ARGV[4]
 -- lease ms (> 0).
 -- The fence is `HINCRBY @fence 1` on the session hash (it only grows, and
@@ -14,24 +14,25 @@
 -- {'corrupt', reason}.
 local now = now_ms()
 local idle, touch, hash = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local lk = lock_of(KEYS[1])
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'none' then return {'none'} end
 if state == 'alias' then return {'alias', m} end
 if state == 'moved' then return {'moved'} end
 if state == 'corrupt' then return {'corrupt', 'not a session hash, or invalid metadata'} end
 if state == 'expired' then
-  redis.call('DEL', KEYS[1], KEYS[3])
+  redis.call('DEL', KEYS[1], lk)
   if m.user then index_call('ZREM', KEYS[2], hash) end
   return {'none'}
 end
 -- A lock without a TTL, or not a string, would block the session forever
 -- (only outside interference makes one): it is dropped.
-local ttl = redis.call('PTTL', KEYS[3])
-if ttl > 0 and redis.call('TYPE', KEYS[3])['ok'] == 'string' then return {'held'} end
-if ttl ~= -2 then redis.call('DEL', KEYS[3]) end
+local ttl = redis.call('PTTL', lk)
+if ttl > 0 and redis.call('TYPE', lk)['ok'] == 'string' then return {'held'} end
+if ttl ~= -2 then redis.call('DEL', lk) end
 local fence = redis.pcall('HINCRBY', KEYS[1], '@fence', 1)
 if type(fence) ~= 'number' then return {'corrupt', '@fence is not an integer'} end
-redis.call('SET', KEYS[3], int(fence), 'PX', ARGV[4])
+redis.call('SET', lk, int(fence), 'PX', ARGV[4])
 local exp = m.exp
 local touched = 0
 if now - m.seen >= touch then

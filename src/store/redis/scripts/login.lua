@@ -4,7 +4,7 @@
 -- its lock; atomically.
 -- KEYS[1] new session, KEYS[2] index of the new id's (the user's) tag,
 -- then, when the old session is retired here: KEYS[3] old session, KEYS[4]
--- the old session's index, KEYS[5] its lock.
+-- the old session's index (its lock is derived).
 -- ARGV[1] idle ms, ARGV[2] absolute ms, ARGV[3] user id, ARGV[4] max
 -- sessions (0 = unlimited), ARGV[5] 'evict' | 'reject', ARGV[6] moved grace
 -- ms, ARGV[7] new hash part, ARGV[8] old hash part ('' when none or in
@@ -45,7 +45,7 @@ if exp > now then
   extend_index(idx, exp)
 end
 
-if KEYS[3] then redis.call('DEL', KEYS[5]) end
+if KEYS[3] then redis.call('DEL', lock_of(KEYS[3])) end
 if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('DEL', KEYS[3])
   index_call('ZREM', KEYS[4], old_hash)

@@ -3,16 +3,17 @@
 -- an alias (the lock, holder and remaining lease, moves along: its holder
 -- reaches it through the alias) or a moved marker (the lock is dropped:
 -- the old token, and a holder that used it, can no longer write).
--- KEYS[1] old session, KEYS[2] new session, KEYS[3] index of the tag,
--- KEYS[4] old lock, KEYS[5] new lock.
+-- KEYS[1] old session, KEYS[2] new session, KEYS[3] index of the tag (the
+-- locks of both are derived).
 -- ARGV[1] idle ms, ARGV[2] 'alias' | 'moved', ARGV[3] grace ms,
 -- ARGV[4] old hash part, ARGV[5] new hash part.
 -- Reply: {'ok', now, expires_at} | {'gone'}.
 local now = now_ms()
 local idle, grace = tonumber(ARGV[1]), tonumber(ARGV[3])
+local old_lock, new_lock = lock_of(KEYS[1]), lock_of(KEYS[2])
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'expired' then
-  redis.call('DEL', KEYS[1], KEYS[4])
+  redis.call('DEL', KEYS[1], old_lock)
   if m.user then index_call('ZREM', KEYS[3], ARGV[4]) end
   return {'gone'}
 end
@@ -20,10 +21,10 @@ if state ~= 'live' then return {'gone'} end
 local exp = math.min(now + idle, m.deadline)
 redis.call('RENAME', KEYS[1], KEYS[2])
 -- RENAME keeps the TTL: the holder's lease runs on under the new id.
-if ARGV[2] == 'alias' and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('RENAME', KEYS[4], KEYS[5])
+if ARGV[2] == 'alias' and redis.call('EXISTS', old_lock) == 1 then
+  redis.call('RENAME', old_lock, new_lock)
 else
-  redis.call('DEL', KEYS[4])
+  redis.call('DEL', old_lock)
 end
 redis.call('HSET', KEYS[2], '@issued', int(now), '@seen', int(now))
 redis.call('HINCRBY', KEYS[2], '@ver', 1)
