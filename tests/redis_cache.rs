@@ -29,6 +29,7 @@ use sessionkit::redis::RedisStore;
 use sessionkit::store::{Data, Delta, LockOutcome, NewSession, SaveOutcome, Timeouts};
 use sessionkit::{ClientInfo, Error, Session, SessionConfig, SessionId, SessionManager};
 use sessionkit::{SessionStore, Tag, Token};
+use support::redis_server::command_stats;
 use support::RedisServer;
 use tower::ServiceExt;
 
@@ -107,32 +108,6 @@ async fn value(store: &RedisStore, id: &SessionId, t: &Timeouts) -> Option<serde
         .await
         .unwrap()
         .map(|l| l.data.get("k").cloned().unwrap_or_default())
-}
-
-/// Per-command call counts from `INFO commandstats`.
-async fn command_stats(con: &mut MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = ::redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(con)
-        .await
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for line in info.lines() {
-        let Some((name, stats)) = line
-            .strip_prefix("cmdstat_")
-            .and_then(|l| l.split_once(':'))
-        else {
-            continue;
-        };
-        let mut calls = 0;
-        for field in stats.split(',') {
-            if let Some(("calls" | "rejected_calls", n)) = field.split_once('=') {
-                calls += n.parse::<u64>().unwrap();
-            }
-        }
-        out.insert(name.to_owned(), calls);
-    }
-    out
 }
 
 /// Commands that are the cache's connection bookkeeping, not a request's

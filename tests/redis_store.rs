@@ -32,6 +32,7 @@ use sessionkit::{
     ClientInfo, Error, LockedSession, MaxSessionsPolicy, Session, SessionConfig, SessionId,
     SessionManager, SessionStore, Tag, Token, UserLimit,
 };
+use support::redis_server::command_stats;
 use support::RedisServer;
 use tower::ServiceExt;
 
@@ -875,32 +876,6 @@ async fn locks_live_beside_their_session_and_survive_outside_interference() {
 }
 
 // ---------------------------------------------------------------- costs
-
-/// Per-command call counts from `INFO commandstats`.
-async fn command_stats(con: &mut MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = ::redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(con)
-        .await
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for line in info.lines() {
-        let Some((name, stats)) = line
-            .strip_prefix("cmdstat_")
-            .and_then(|l| l.split_once(':'))
-        else {
-            continue;
-        };
-        let mut calls = 0;
-        for field in stats.split(',') {
-            if let Some(("calls" | "rejected_calls", n)) = field.split_once('=') {
-                calls += n.parse::<u64>().unwrap();
-            }
-        }
-        out.insert(name.to_owned(), calls);
-    }
-    out
-}
 
 /// What one request cost: commands the app sent, and commands run inside
 /// its scripts (which `INFO commandstats` also counts).

@@ -180,3 +180,31 @@ fn text(v: &::redis::Value) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// Per-command call counts from `INFO commandstats`.
+pub async fn command_stats(
+    con: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for line in info.lines() {
+        let Some((name, stats)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let mut calls = 0;
+        for field in stats.split(',') {
+            if let Some(("calls" | "rejected_calls", n)) = field.split_once('=') {
+                calls += n.parse::<u64>().unwrap();
+            }
+        }
+        out.insert(name.to_owned(), calls);
+    }
+    out
+}
