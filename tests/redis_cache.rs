@@ -16,22 +16,15 @@ use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::AsyncCommands;
-use axum::body::Body;
-use axum::extract::Path;
-use axum::routing::get;
 use axum::Router;
-use http::header::{COOKIE, SET_COOKIE};
-use http::Request;
-use http_body_util::BodyExt;
 use serde_json::json;
-use sessionkit::axum::SessionLayer;
 use sessionkit::redis::RedisStore;
 use sessionkit::store::{Data, Delta, LockOutcome, NewSession, SaveOutcome, Timeouts};
-use sessionkit::{ClientInfo, Error, Session, SessionConfig, SessionId, SessionManager};
+use sessionkit::{ClientInfo, SessionConfig, SessionId, SessionManager};
 use sessionkit::{SessionStore, Tag, Token};
+use support::axum_app::{app, send_as};
 use support::redis_server::command_stats;
 use support::RedisServer;
-use tower::ServiceExt;
 
 // ---------------------------------------------------------------- helpers
 
@@ -187,67 +180,12 @@ async fn a_cached_read_issues_no_command() {
     assert_eq!(store.cached_len(), 1);
 }
 
-/// Shared by the cost measurement: the routes of `redis_store.rs`.
-fn app(manager: SessionManager) -> Router {
-    Router::new()
-        .route("/read", get(read))
-        .route("/write/{key}/{value}", get(write))
-        .route("/login/{user}", get(login))
-        .route("/logout", get(logout))
-        .layer(SessionLayer::new(manager))
-}
-
-async fn read(session: Session) -> Result<String, Error> {
-    let mut keys = session.keys();
-    keys.sort();
-    let mut out = Vec::new();
-    for k in keys {
-        let v: serde_json::Value = session.get(&k)?.unwrap_or_default();
-        out.push(format!("{k}={v}"));
-    }
-    Ok(out.join(","))
-}
-
-async fn write(
-    session: Session,
-    Path((k, v)): Path<(String, String)>,
-) -> Result<&'static str, Error> {
-    session.insert(k, v)?;
-    Ok("ok")
-}
-
-async fn login(session: Session, Path(user): Path<String>) -> Result<&'static str, Error> {
-    session.login(user).await?;
-    Ok("ok")
-}
-
-async fn logout(session: Session) -> Result<&'static str, Error> {
-    session.logout().await?;
-    Ok("bye")
-}
-
-/// Sends a request; returns the token a `Set-Cookie` set and the body.
+/// Sends a request through the shared app; returns the token a
+/// `Set-Cookie` set and the body.
 async fn send(router: &Router, path: &str, token: Option<&str>) -> (Option<String>, String) {
-    let mut req = Request::get(path);
-    if let Some(t) = token {
-        req = req.header(COOKIE, format!("id={t}"));
-    }
-    let res = router
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{path}: {}", res.status());
-    let token = res
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .and_then(|pair| pair.strip_prefix("id="))
-        .map(str::to_owned);
-    let body =
-        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    (token, body)
+    let reply = send_as(router, path, token, None).await;
+    assert!(reply.status.is_success(), "{path}: {}", reply.status);
+    (reply.token, reply.body)
 }
 
 /// Commands the server ran for one request, bookkeeping and `INFO`

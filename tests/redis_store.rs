@@ -15,26 +15,20 @@ use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncCommands, Value};
-use axum::body::Body;
-use axum::extract::Path;
-use axum::routing::get;
 use axum::Router;
-use http::header::{COOKIE, SET_COOKIE, USER_AGENT};
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use http::StatusCode;
 use serde_json::json;
-use sessionkit::axum::SessionLayer;
 use sessionkit::redis::{key_slot, RedisStore};
 use sessionkit::store::{
     Delta, LockOutcome, Login, LoginOutcome, NewSession, Retire, SaveOutcome, Timeouts,
 };
 use sessionkit::{
-    ClientInfo, Error, LockedSession, MaxSessionsPolicy, Session, SessionConfig, SessionId,
-    SessionManager, SessionStore, Tag, Token, UserLimit,
+    ClientInfo, Error, MaxSessionsPolicy, SessionConfig, SessionId, SessionManager, SessionStore,
+    Tag, Token, UserLimit,
 };
+use support::axum_app::{app, send_as, Reply};
 use support::redis_server::command_stats;
 use support::RedisServer;
-use tower::ServiceExt;
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
@@ -63,105 +57,8 @@ async fn con(server: &RedisServer) -> MultiplexedConnection {
         .expect("test connection")
 }
 
-fn app(manager: SessionManager) -> Router {
-    Router::new()
-        .route("/read", get(read))
-        .route("/write/{key}/{value}", get(write))
-        .route("/locked-write/{key}/{value}", get(locked_write))
-        .route("/three", get(three))
-        .route("/login/{user}", get(login))
-        .route("/logout", get(logout))
-        .layer(SessionLayer::new(manager))
-}
-
-/// The session's keys and values, or `empty`.
-async fn read(session: Session) -> Result<String, Error> {
-    let mut keys = session.keys();
-    keys.sort();
-    let mut out = Vec::new();
-    for k in keys {
-        let v: serde_json::Value = session.get(&k)?.unwrap_or_default();
-        out.push(format!("{k}={v}"));
-    }
-    Ok(if out.is_empty() {
-        "empty".into()
-    } else {
-        out.join(",")
-    })
-}
-
-async fn write(
-    session: Session,
-    Path((k, v)): Path<(String, String)>,
-) -> Result<&'static str, Error> {
-    session.insert(k, v)?;
-    Ok("ok")
-}
-
-async fn locked_write(
-    session: LockedSession,
-    Path((k, v)): Path<(String, String)>,
-) -> Result<&'static str, Error> {
-    session.insert(k, v)?;
-    Ok("ok")
-}
-
-async fn three(session: Session) -> Result<&'static str, Error> {
-    session.insert("cart", json!([17, 42]))?;
-    session.insert("theme", "dark")?;
-    session.insert("visits", 3)?;
-    Ok("ok")
-}
-
-async fn login(session: Session, Path(user): Path<String>) -> Result<&'static str, Error> {
-    session.login(user).await?;
-    Ok("ok")
-}
-
-async fn logout(session: Session) -> Result<&'static str, Error> {
-    session.logout().await?;
-    Ok("bye")
-}
-
-struct Reply {
-    status: StatusCode,
-    /// The token a `Set-Cookie` header set (empty when it cleared the cookie).
-    token: Option<String>,
-    body: String,
-}
-
 async fn send(router: &Router, path: &str, token: Option<&str>) -> Reply {
     send_as(router, path, token, Some(UA)).await
-}
-
-async fn send_as(router: &Router, path: &str, token: Option<&str>, ua: Option<&str>) -> Reply {
-    let mut req = Request::get(path);
-    if let Some(ua) = ua {
-        req = req.header(USER_AGENT, ua);
-    }
-    if let Some(t) = token {
-        req = req.header(COOKIE, format!("id={t}"));
-    }
-    let res = router
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let token = res
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .and_then(|pair| pair.strip_prefix("id="))
-        .map(str::to_owned);
-    let body =
-        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    Reply {
-        status,
-        token,
-        body,
-    }
 }
 
 fn id_of(token: &str) -> SessionId {

@@ -8,6 +8,8 @@ use std::time::Duration;
 use sessionkit::clock::ManualClock;
 use sessionkit::{MemoryStore, SessionConfig, SessionManager, SessionStore};
 
+#[cfg(feature = "axum")]
+pub mod axum_app;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 #[cfg(feature = "redis")]
