@@ -32,9 +32,8 @@ use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceRes
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
-use crate::{
-    Error, HeaderSource, LockedSession, RequestSession, ResponseHeaders, Session, SessionManager,
-};
+use crate::http::{HeaderSource, RequestSession, ResponseHeaders};
+use crate::{Error, LockedSession, Session, SessionManager};
 
 /// Adds sessions to every request of the wrapped actix-web service.
 #[derive(Clone, Debug)]
@@ -98,7 +97,11 @@ where
             let mut res = service.call(req).await?;
             match session.finish().await {
                 Ok(headers) => apply(&headers, res.headers_mut()),
-                Err(e) => return Ok(res.error_response(e).map_into_right_body()),
+                Err(failed) => {
+                    let mut res = res.error_response(failed.error);
+                    apply(&failed.headers, res.headers_mut());
+                    return Ok(res.map_into_right_body());
+                }
             }
             Ok(res.map_into_left_body())
         })

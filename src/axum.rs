@@ -27,7 +27,8 @@ use http::{HeaderName, HeaderValue, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Error, LockedSession, RequestSession, ResponseHeaders, Session, SessionManager};
+use crate::http::{RequestSession, ResponseHeaders};
+use crate::{Error, LockedSession, Session, SessionManager};
 
 /// Adds sessions to every request of the wrapped service.
 #[derive(Clone, Debug)]
@@ -93,7 +94,11 @@ where
             let mut res = inner.call(req).await?;
             match session.finish().await {
                 Ok(headers) => apply(&headers, res.headers_mut()),
-                Err(e) => return Ok(e.into_response()),
+                Err(failed) => {
+                    let mut res = failed.error.into_response();
+                    apply(&failed.headers, res.headers_mut());
+                    return Ok(res);
+                }
             }
             Ok(res)
         })

@@ -4,6 +4,36 @@ use std::time::Duration;
 
 pub use cookie::SameSite;
 
+use crate::clock::duration_ms;
+
+/// Timeouts a store applies in each call, from the [`SessionConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Sliding idle timeout.
+    pub idle: Duration,
+    /// Absolute lifetime from creation.
+    pub absolute: Duration,
+    /// A read refreshes `last_seen` (and the idle deadline) only when the last
+    /// refresh is at least this old.
+    pub touch_interval: Duration,
+}
+
+impl Timeouts {
+    /// The expiry instant of a session last seen at `last_seen_ms` with the
+    /// given absolute deadline.
+    pub fn expires_at(&self, last_seen_ms: i64, absolute_deadline_ms: i64) -> i64 {
+        last_seen_ms
+            .saturating_add(duration_ms(self.idle))
+            .min(absolute_deadline_ms)
+    }
+
+    /// Whether a read at `now_ms` should refresh a session last seen at
+    /// `last_seen_ms`.
+    pub fn touch_due(&self, last_seen_ms: i64, now_ms: i64) -> bool {
+        now_ms.saturating_sub(last_seen_ms) >= duration_ms(self.touch_interval)
+    }
+}
+
 /// What [`max_sessions_per_user`](SessionConfig::max_sessions_per_user) does
 /// when a user who already holds the maximum logs in once more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,16 +168,6 @@ impl HeaderTransport {
         self
     }
 
-    /// The request header name (lowercase).
-    pub fn get_request_header(&self) -> &str {
-        &self.request_header
-    }
-
-    /// The response header name (lowercase).
-    pub fn get_response_header(&self) -> &str {
-        &self.response_header
-    }
-
     /// The token text inside a request header value, if it has the scheme.
     pub(crate) fn strip_scheme<'a>(&self, value: &'a str) -> Option<&'a str> {
         let value = value.trim();
@@ -172,7 +192,6 @@ impl HeaderTransport {
 ///     .cookie_name("__Host-session")
 ///     .idle_timeout(Duration::from_secs(15 * 60))
 ///     .max_sessions_per_user(5, MaxSessionsPolicy::EvictOldest);
-/// assert_eq!(config.get_cookie_name(), "__Host-session");
 /// ```
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -378,40 +397,15 @@ impl SessionConfig {
         self
     }
 
-    /// The lock timeout in use.
-    pub fn get_lock_timeout(&self) -> Duration {
-        self.lock_timeout
-    }
-
-    /// The lock lease in use.
-    pub fn get_lock_lease(&self) -> Duration {
-        self.lock_lease
-    }
-
     /// Where the token travels: cookie (default), header, or both.
     pub fn token_transport(mut self, transport: TokenTransport) -> Self {
         self.transport = transport;
         self
     }
 
-    /// The token transport in use.
-    pub fn get_token_transport(&self) -> &TokenTransport {
-        &self.transport
-    }
-
-    /// The cookie name in use.
-    pub fn get_cookie_name(&self) -> &str {
-        &self.cookie_name
-    }
-
-    /// The per-user session limit in use.
-    pub fn get_user_limit(&self) -> UserLimit {
-        self.user_limit
-    }
-
     /// The timeouts a store applies, with the touch interval capped.
-    pub(crate) fn timeouts(&self) -> crate::store::Timeouts {
-        crate::store::Timeouts {
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        Timeouts {
             idle: self.idle_timeout,
             absolute: self.absolute_timeout,
             touch_interval: self.touch_interval.min(self.idle_timeout / 2),

@@ -35,6 +35,27 @@ pub enum Error {
     #[error("the session has been ended (logout or revoke)")]
     SessionEnded,
 
+    /// The request's token was replaced by another request's login or
+    /// explicit rotation: this request cannot log out, rotate or lock a
+    /// session it no longer names, and its writes are dropped. `409
+    /// Conflict`: the client already holds (or is receiving) the new
+    /// token, and a retry uses it.
+    #[error(
+        "the session's token was replaced by another request (a login or rotation); \
+         retry with the new cookie"
+    )]
+    Superseded,
+
+    /// Logout, rotation or locking was asked of the stand-in session that
+    /// [`StoreFailure::Continue`](crate::StoreFailure::Continue) gives a
+    /// request whose session the store could not load. Nothing was ended:
+    /// the real session is untouched. `503`, like the store failure behind it.
+    #[error(
+        "the session store failed when this request's session was loaded, so it has only \
+         a stand-in session (StoreFailure::Continue): it cannot be logged out, rotated or locked"
+    )]
+    StandIn,
+
     /// A value could not be turned into JSON for storage.
     #[error("session value for key {key:?} could not be serialized: {source}")]
     Serialize {
@@ -133,8 +154,8 @@ impl Error {
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode as S;
         match self {
-            Error::Store(_) | Error::StoreTimeout(_) => S::SERVICE_UNAVAILABLE,
-            Error::TooManySessions { .. } | Error::LockLost => S::CONFLICT,
+            Error::Store(_) | Error::StoreTimeout(_) | Error::StandIn => S::SERVICE_UNAVAILABLE,
+            Error::TooManySessions { .. } | Error::LockLost | Error::Superseded => S::CONFLICT,
             Error::LockTimeout(_) => S::LOCKED,
             Error::SessionEnded => S::UNAUTHORIZED,
             Error::KeyTooLong { .. }
@@ -153,7 +174,9 @@ impl Error {
     /// messages (meant for the developer) are shown.
     pub fn client_message(&self) -> String {
         match self {
-            Error::Store(_) | Error::StoreTimeout(_) => "session store unavailable".to_owned(),
+            Error::Store(_) | Error::StoreTimeout(_) | Error::StandIn => {
+                "session store unavailable".to_owned()
+            }
             other => other.to_string(),
         }
     }

@@ -11,7 +11,7 @@
 //! # Quick start (axum)
 //!
 //! ```
-//! use axum::{routing::get, Router};
+//! use axum::{routing::{get, post}, Router};
 //! use sessionkit::{axum::SessionLayer, MemoryStore, Session, SessionConfig, SessionManager};
 //!
 //! async fn counter(session: Session) -> Result<String, sessionkit::Error> {
@@ -29,7 +29,7 @@
 //! let manager = SessionManager::new(MemoryStore::new(), SessionConfig::default());
 //! let app: Router = Router::new()
 //!     .route("/", get(counter))
-//!     .route("/login", get(login))
+//!     .route("/login", post(login))
 //!     .layer(SessionLayer::new(manager));
 //! # use tower::ServiceExt;
 //! # let res = app.oneshot(http::Request::get("/").body(axum::body::Body::empty()).unwrap()).await.unwrap();
@@ -50,6 +50,8 @@
 //!   keys both keep their change; for the *same* key the last write wins.
 //! - Logout and revocation are final: a request in flight with the session
 //!   cannot write it back; its response is kept and clears the cookie.
+//! - Parallel requests are safe (see below): a browser is never logged out
+//!   by its own concurrent requests, and a write answered 2xx is kept.
 //! - For a read-modify-write that must not lose an update, a request takes
 //!   the session's lock ([`Session::lock`], or the [`LockedSession`]
 //!   extractor): other requests of the session that ask for it wait, and a
@@ -59,6 +61,40 @@
 //! - A store failure or timeout becomes `503 Service Unavailable` for the
 //!   requests that use the session (configurable: [`StoreFailure`]); routes
 //!   that do not use it are unaffected.
+//!
+//! # Parallel requests
+//!
+//! Browsers send requests in parallel (page assets, `fetch` calls, several
+//! tabs), and apply each response's `Set-Cookie` in the order the responses
+//! complete. sessionkit keeps this rule under any interleaving:
+//!
+//! **No response tells a client to drop a cookie while that session or its
+//! successor is alive; no response replaces a live token with an anonymous
+//! one; and a write answered 2xx is in the store afterwards** — except a
+//! write made with a token that was
+//! - *ended* (logout, revoke, eviction, expiry): dropped, and the client is
+//!   told to clear its cookie;
+//! - *replaced by a login or [`Session::rotate`]*: dropped, because
+//!   following the old token into the new session would undo the session
+//!   fixation defence; the client's new cookie is left alone (the request
+//!   sees an empty session and sets no cookie).
+//!
+//! Writes through a token replaced by periodic rotation
+//! ([`rotation_interval`](SessionConfig::rotation_interval)) are kept: they
+//! reach the new session through the old token's alias, and only the
+//! request that rotated sends the new cookie. A login carries over the data
+//! other requests saved meanwhile (it reads the old session's latest data
+//! in the same store step). A token change is never lost to a later failure
+//! in the same request: an error response still carries the new cookie.
+//!
+//! # Modules
+//!
+//! - [`axum`], [`actix`]: the middleware and extractors;
+//! - [`store`]: [`MemoryStore`], the Redis store, and the [`SessionStore`]
+//!   trait with a guide to writing your own;
+//! - [`lock`]: session locks for read-modify-write;
+//! - [`http`]: framework-free request and response types, for adapter
+//!   authors; [`clock`]: clocks for the memory store and tests.
 //!
 //! See OWASP's [Session Management Cheat Sheet] for the reasoning behind the
 //! defaults.
@@ -70,10 +106,9 @@
 
 pub mod clock;
 mod config;
-mod cookies;
+mod context;
 mod error;
-mod headers;
-pub mod lock;
+pub mod http;
 mod manager;
 mod request;
 mod session;
@@ -91,14 +126,11 @@ pub use config::{
     HeaderTransport, Limits, MaxSessionsPolicy, SameSite, SessionConfig, StoreFailure,
     TokenTransport, UserLimit,
 };
-pub use cookies::MAX_COOKIE_HEADER_LEN;
-pub use error::{BoxError, Error, Result};
-pub use headers::{HeaderSource, ResponseHeaders};
-pub use lock::{LockedSession, SessionLock};
-pub use manager::SessionManager;
-pub use request::RequestSession;
+pub use context::SessionManager;
+pub use error::{Error, Result};
+pub use session::lock::{self, LockedSession, SessionLock};
 pub use session::{Session, Status};
 #[cfg(feature = "memory")]
-pub use store::memory::{MemoryStore, MemoryStoreBuilder};
-pub use store::{ClientInfo, SessionInfo, SessionStore};
-pub use token::{InvalidSessionId, SessionId, Tag, Token};
+pub use store::memory::MemoryStore;
+pub use store::{SessionInfo, SessionStore};
+pub use token::SessionId;

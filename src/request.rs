@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use crate::config::StoreFailure;
-use crate::headers::{self, HeaderSource, ResponseHeaders};
+use crate::http::headers::{self, HeaderSource};
+use crate::http::{CommitError, ResponseHeaders};
 use crate::store::ClientInfo;
 use crate::token::Token;
 use crate::{LockedSession, Result, Session, SessionManager};
@@ -68,7 +69,7 @@ impl RequestSession {
                 match loaded {
                     Err(e) if inner.manager.config().store_failure == StoreFailure::Continue => {
                         tracing::warn!(error = %e, "session store failed; continuing without a session");
-                        Ok(inner.manager.detached_session(inner.client.clone()))
+                        Ok(inner.manager.stand_in(inner.client.clone()))
                     }
                     other => other,
                 }
@@ -92,18 +93,19 @@ impl RequestSession {
     /// to add to the response (none for an untouched session).
     ///
     /// # Errors
-    /// Store failures and timeouts, unless the config says
-    /// [`StoreFailure::Continue`]: then the write is dropped (and logged)
-    /// and the response is kept.
-    pub async fn finish(&self) -> Result<ResponseHeaders> {
+    /// Store failures and timeouts, with the headers the error response must
+    /// still carry (see [`CommitError`]), unless the config says
+    /// [`StoreFailure::Continue`]: then the write is dropped (and logged),
+    /// the response is kept, and it gets those headers.
+    pub async fn finish(&self) -> Result<ResponseHeaders, CommitError> {
         let Some(session) = self.inner.session.get() else {
             return Ok(ResponseHeaders::default());
         };
         let manager = &self.inner.manager;
         match manager.commit(session).await {
             Err(e) if manager.config().store_failure == StoreFailure::Continue => {
-                tracing::warn!(error = %e, "session store failed; the session's changes are lost");
-                Ok(ResponseHeaders::default())
+                tracing::warn!(error = %e.error, "session store failed; the session's changes are lost");
+                Ok(e.headers)
             }
             other => other,
         }

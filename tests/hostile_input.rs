@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 
 use proptest::prelude::*;
+use sessionkit::http::{HeaderSource, RequestSession};
 use sessionkit::{
-    HeaderSource, HeaderTransport, MemoryStore, SessionConfig, SessionId, SessionManager,
-    TokenTransport,
+    HeaderTransport, MemoryStore, SessionConfig, SessionId, SessionManager, TokenTransport,
 };
 
 /// Headers as a plain list, so any bytes can be sent.
@@ -54,7 +54,7 @@ proptest! {
 
     #[test]
     fn token_parser_never_panics_and_round_trips(s in "\\PC{0,80}") {
-        if let Some(token) = sessionkit::Token::parse(&s) {
+        if let Some(token) = sessionkit::store::Token::parse(&s) {
             prop_assert_eq!(token.as_str(), s.as_str());
         }
     }
@@ -84,7 +84,7 @@ proptest! {
         let headers = RawHeaders(headers);
         let ip = ip.map(IpAddr::from);
         let session = runtime()
-            .block_on(sessionkit::RequestSession::new(&manager, &headers, ip).session())
+            .block_on(RequestSession::new(&manager, &headers, ip).session())
             .expect("bad input is never an error");
         prop_assert!(session.user_id().is_none());
         prop_assert!(session.keys().is_empty());

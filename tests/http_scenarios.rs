@@ -20,7 +20,7 @@ use http::header::COOKIE;
 use http::{HeaderValue, StatusCode};
 use sessionkit::clock::ManualClock;
 use sessionkit::store::{
-    Delta, Loaded, LockOutcome, Login, LoginOutcome, NewSession, Retire, RotateOutcome,
+    Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, Retire, RotateOutcome,
     SaveOutcome, Timeouts, Written,
 };
 use sessionkit::{
@@ -241,7 +241,7 @@ impl CountingStore {
 
 #[async_trait]
 impl SessionStore for CountingStore {
-    async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<Option<Loaded>> {
+    async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LoadOutcome> {
         self.count("load");
         self.inner.load(id, timeouts).await
     }
@@ -692,7 +692,7 @@ impl FlakyStore {
 
 #[async_trait]
 impl SessionStore for FlakyStore {
-    async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<Option<Loaded>> {
+    async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LoadOutcome> {
         self.gate().await?;
         self.inner.load(id, timeouts).await
     }

@@ -2,7 +2,8 @@
 //! insert is refused.
 
 use serde_json::json;
-use sessionkit::{ClientInfo, Error, Limits, MemoryStore, SessionConfig, SessionManager, Status};
+use sessionkit::store::ClientInfo;
+use sessionkit::{Error, Limits, MemoryStore, SessionConfig, SessionManager, Status};
 
 fn manager(limits: Limits) -> SessionManager {
     SessionManager::new(MemoryStore::new(), SessionConfig::default().limits(limits))
@@ -84,7 +85,7 @@ async fn the_whole_session_and_the_key_count_are_bounded() {
         .split(';')
         .next()
         .and_then(|kv| kv.strip_prefix("id="))
-        .and_then(sessionkit::Token::parse)
+        .and_then(sessionkit::store::Token::parse)
         .expect("a token");
     let again = m.load(Some(token), ClientInfo::default()).await.unwrap();
     assert_eq!(again.get::<String>("b").unwrap(), Some("z".repeat(10)));

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use sessionkit::store::ClientInfo;
-use sessionkit::{Error, Session, SessionConfig, SessionManager, Token};
+use sessionkit::store::{ClientInfo, Token};
+use sessionkit::{Error, Session, SessionConfig, SessionManager};
 use tokio::sync::Notify;
 
 use http_client::*;
@@ -373,7 +373,7 @@ async fn renewal_keeps_the_lock_while_the_guard_lives(b: Backend) {
     b.advance(lease + Duration::from_millis(200)).await;
     let _taken = other.lock().await.expect("the lease ran out");
     other.insert("n", 2).unwrap();
-    let err = manager.commit(&holder).await.expect_err("fenced");
+    let err = manager.commit(&holder).await.expect_err("fenced").error;
     assert!(matches!(err, Error::LockLost), "{err:?}");
     assert_eq!(err.status(), StatusCode::CONFLICT);
     manager.commit(&other).await.unwrap();
@@ -475,7 +475,8 @@ async fn rotation_under_the_lock(b: Backend) {
     let err = manager
         .commit(&holder)
         .await
-        .expect_err("replaced under the lock");
+        .expect_err("replaced under the lock")
+        .error;
     assert!(matches!(err, Error::LockLost), "{err:?}");
     let token = new_token(&other);
     let after = open(&manager, &token).await;

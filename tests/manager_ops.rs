@@ -2,7 +2,8 @@
 
 mod support;
 
-use sessionkit::{ClientInfo, SessionConfig, SessionManager};
+use sessionkit::store::ClientInfo;
+use sessionkit::{SessionConfig, SessionManager};
 use support::Backend;
 
 async fn logged_in(manager: &SessionManager, user: &str) -> sessionkit::SessionId {

@@ -33,12 +33,12 @@ use http_body_util::BodyExt;
 use sessionkit::axum::SessionLayer;
 use sessionkit::clock::ManualClock;
 use sessionkit::store::{
-    Delta, Loaded, LockOutcome, Login, LoginOutcome, NewSession, Retire, RotateOutcome,
-    SaveOutcome, Timeouts, Written,
+    ClientInfo, Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, Retire,
+    RotateOutcome, SaveOutcome, Timeouts, Token, Written,
 };
 use sessionkit::{
-    ClientInfo, Error, HeaderTransport, LockedSession, MemoryStore, Result, Session, SessionConfig,
-    SessionId, SessionInfo, SessionManager, SessionStore, StoreFailure, Token, TokenTransport,
+    Error, HeaderTransport, LockedSession, MemoryStore, Result, Session, SessionConfig, SessionId,
+    SessionInfo, SessionManager, SessionStore, StoreFailure, TokenTransport,
 };
 use tower::ServiceExt;
 
@@ -135,7 +135,7 @@ impl<S> Flaky<S> {
 
 #[async_trait]
 impl<S: SessionStore> SessionStore for Flaky<S> {
-    async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<Option<Loaded>> {
+    async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LoadOutcome> {
         self.check(false)?;
         self.inner.load(id, timeouts).await
     }
@@ -585,7 +585,7 @@ async fn flow(mut backend: Backend) -> (Vec<String>, Vec<SessionId>, String) {
     tokio::time::sleep(LOCK_LEASE).await;
     drop(held);
     manager.commit(&fresh).await.unwrap();
-    let err = manager.commit(&stale).await.expect_err("fenced");
+    let err = manager.commit(&stale).await.expect_err("fenced").error;
     assert!(matches!(err, Error::LockLost), "{err:?}");
 
     // Logout, revoke, revoke_user, logout everywhere.

@@ -19,10 +19,13 @@ use ::redis::AsyncCommands;
 use axum::Router;
 use serde_json::json;
 use sessionkit::redis::RedisStore;
-use sessionkit::store::{Data, Delta, LockOutcome, NewSession, SaveOutcome, Timeouts};
-use sessionkit::{ClientInfo, SessionConfig, SessionId, SessionManager};
-use sessionkit::{SessionStore, Tag, Token};
+use sessionkit::store::{
+    ClientInfo, Data, Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, Retire,
+    SaveOutcome, Tag, Timeouts, Token,
+};
+use sessionkit::{SessionConfig, SessionId, SessionManager, SessionStore, UserLimit};
 use support::axum_app::{app, send_as};
+use support::outcomes::LoadOutcomeExt;
 use support::redis_server::command_stats;
 use support::RedisServer;
 
@@ -96,11 +99,10 @@ async fn create(store: &RedisStore, d: &Data, t: &Timeouts) -> SessionId {
 }
 
 async fn value(store: &RedisStore, id: &SessionId, t: &Timeouts) -> Option<serde_json::Value> {
-    store
-        .load(id, t)
-        .await
-        .unwrap()
-        .map(|l| l.data.get("k").cloned().unwrap_or_default())
+    match store.load(id, t).await.unwrap() {
+        LoadOutcome::Live(l) => Some(l.data.get("k").cloned().unwrap_or_default()),
+        LoadOutcome::Superseded | LoadOutcome::Missing => None,
+    }
 }
 
 /// Commands that are the cache's connection bookkeeping, not a request's
@@ -156,13 +158,13 @@ async fn a_cached_read_issues_no_command() {
     let id = create(&store, &data(&[("k", json!(1))]), &calm()).await;
 
     let before = command_stats(&mut con).await;
-    let first = store.load(&id, &calm()).await.unwrap().unwrap();
+    let first = store.load(&id, &calm()).await.unwrap().live();
     let miss = delta(&before, &command_stats(&mut con).await);
     assert_eq!(sent(&miss), 1, "the first read goes to Redis: {miss:?}");
 
     let before = command_stats(&mut con).await;
     for _ in 0..100 {
-        let hit = store.load(&id, &calm()).await.unwrap().unwrap();
+        let hit = store.load(&id, &calm()).await.unwrap().live();
         assert_eq!(hit.data, first.data);
         assert_eq!(hit.meta, first.meta);
         assert_eq!(hit.id, first.id);
@@ -392,10 +394,10 @@ async fn an_inline_touch_keeps_the_key_tracked() {
     // Idle 2 s (under the batching margin), touch due after 100 ms.
     let t = timeouts(2000, 100);
     let id = create(&store, &data(&[("k", json!(1))]), &t).await;
-    assert!(!store.load(&id, &t).await.unwrap().unwrap().touched);
+    assert!(!store.load(&id, &t).await.unwrap().live().touched);
     tokio::time::sleep(Duration::from_millis(150)).await;
     let before = command_stats(&mut con).await;
-    assert!(store.load(&id, &t).await.unwrap().unwrap().touched);
+    assert!(store.load(&id, &t).await.unwrap().live().touched);
     let d = delta(&before, &command_stats(&mut con).await);
     assert_eq!(sent(&d), 1, "touched inline by the load script: {d:?}");
     // From here on no touch is due: only an invalidation can end the copy.
@@ -476,7 +478,74 @@ async fn a_revoke_on_one_instance_is_refused_by_the_other_within_100ms() {
         .exists::<_, bool>(b_store.session_key(&id))
         .await
         .unwrap());
-    assert!(b_store.load(&id, &calm()).await.unwrap().is_none());
+    assert_eq!(
+        b_store.load(&id, &calm()).await.unwrap(),
+        LoadOutcome::Missing
+    );
+}
+
+/// A login that follows a rotation alias retires the successor, a key the
+/// login was not asked about: this store's own write (no invalidation push,
+/// NOLOOP), so the cache must drop its copy itself. A request that loaded
+/// the session before a periodic rotation logs in with the old id while
+/// the browser already reads with the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_through_an_alias_drops_the_retired_successor() {
+    let server = start().await;
+    let store = cached(&server, 100).await;
+    let t = calm();
+    let tag = Tag::random();
+    let old = Token::generate(&tag).id();
+    let client = ClientInfo::default();
+    let d = data(&[("k", json!("before login"))]);
+    store
+        .create(
+            &old,
+            NewSession {
+                data: &d,
+                client: &client,
+            },
+            &t,
+        )
+        .await
+        .unwrap();
+    let successor = Token::generate(&tag).id();
+    store
+        .rotate(&old, &successor, Retire::Alias(Duration::from_secs(30)), &t)
+        .await
+        .unwrap();
+    assert!(store.load(&successor, &t).await.unwrap().is_live());
+    assert!(store.load(&successor, &t).await.unwrap().is_live());
+    assert_eq!(store.cached_len(), 1, "the successor is cached");
+
+    let new = Token::generate(&Tag::for_user("ada")).id();
+    let out = store
+        .login(
+            Login {
+                old: Some(&old),
+                new: &new,
+                user_id: "ada",
+                delta: &Delta::default(),
+                client: &client,
+                limit: UserLimit::Unlimited,
+                moved_grace: Duration::from_secs(30),
+            },
+            &t,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out, LoginOutcome::LoggedIn { .. }), "{out:?}");
+    let plain = RedisStore::connect(&server.url()).await.unwrap();
+    assert_eq!(
+        plain.load(&successor, &t).await.unwrap(),
+        LoadOutcome::Superseded,
+        "Redis holds the moved marker"
+    );
+    assert_eq!(
+        store.load(&successor, &t).await.unwrap(),
+        LoadOutcome::Superseded,
+        "the cache no longer serves the retired session"
+    );
 }
 
 // ---------------------------------------------------------------- expiry
@@ -489,11 +558,11 @@ async fn the_cache_never_serves_past_the_keys_ttl() {
     // Idle timeout 1 s; no touch is due before it.
     let t = timeouts(1000, 5000);
     let id = create(&store, &data(&[("k", json!(1))]), &t).await;
-    assert!(store.load(&id, &t).await.unwrap().is_some());
-    assert!(store.load(&id, &t).await.unwrap().is_some());
+    assert!(store.load(&id, &t).await.unwrap().is_live());
+    assert!(store.load(&id, &t).await.unwrap().is_live());
     assert_eq!(store.cached_len(), 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(store.load(&id, &t).await.unwrap().is_none());
+    assert_eq!(store.load(&id, &t).await.unwrap(), LoadOutcome::Missing);
 
     // The absolute deadline, as Redis reported it in the key's expiry.
     let t = Timeouts {
@@ -502,12 +571,12 @@ async fn the_cache_never_serves_past_the_keys_ttl() {
         touch_interval: Duration::from_secs(30),
     };
     let id = create(&store, &data(&[("k", json!(1))]), &t).await;
-    let l = store.load(&id, &t).await.unwrap().unwrap();
+    let l = store.load(&id, &t).await.unwrap().live();
     assert_eq!(l.expires_at_ms, l.meta.absolute_deadline_ms);
-    let hit = store.load(&id, &t).await.unwrap().unwrap();
+    let hit = store.load(&id, &t).await.unwrap().live();
     assert_eq!(hit.expires_at_ms, l.expires_at_ms);
     tokio::time::sleep(Duration::from_millis(900)).await;
-    assert!(store.load(&id, &t).await.unwrap().is_none());
+    assert_eq!(store.load(&id, &t).await.unwrap(), LoadOutcome::Missing);
     assert_eq!(store.cached_len(), 0);
 }
 
@@ -583,7 +652,7 @@ async fn a_restarted_server_empties_the_cache_and_tracking_comes_back() {
     .await
     .unwrap();
     let loaded = within(Duration::from_secs(5), || async {
-        matches!(a.load(&id, &t).await, Ok(None))
+        matches!(a.load(&id, &t).await, Ok(LoadOutcome::Missing))
     })
     .await;
     assert!(loaded.is_some(), "the next read went to the new server");
@@ -650,14 +719,14 @@ async fn cached_reads_batch_their_idle_expiry_touches() {
         .query_async(&mut con)
         .await
         .unwrap();
-    assert!(store.load(&id, &t).await.unwrap().is_some());
+    assert!(store.load(&id, &t).await.unwrap().is_live());
 
     let before = command_stats(&mut con).await;
     let started = Instant::now();
     let (mut reads, mut touched) = (0u32, 0u32);
     let mut last_expiry = 0;
     while started.elapsed() < Duration::from_millis(2500) {
-        let l = store.load(&id, &t).await.unwrap().unwrap();
+        let l = store.load(&id, &t).await.unwrap().live();
         assert!(
             l.expires_at_ms >= last_expiry,
             "the reported expiry only grows"
@@ -716,9 +785,9 @@ async fn a_batched_touch_of_a_session_gone_meanwhile_is_a_no_op() {
     let b = cached(&server, 100).await;
     let t = timeouts(30_000, 100);
     let id = create(&a, &data(&[("k", json!(1))]), &t).await;
-    assert!(a.load(&id, &t).await.unwrap().is_some());
+    assert!(a.load(&id, &t).await.unwrap().is_live());
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let l = a.load(&id, &t).await.unwrap().unwrap();
+    let l = a.load(&id, &t).await.unwrap().live();
     assert!(l.touched, "a touch was due and queued");
     assert!(b.revoke(&id).await.unwrap());
     // Wait for the flush.
@@ -729,7 +798,7 @@ async fn a_batched_touch_of_a_session_gone_meanwhile_is_a_no_op() {
         !con.exists::<_, bool>(a.session_key(&id)).await.unwrap(),
         "the touch did not bring the session back"
     );
-    assert!(a.load(&id, &t).await.unwrap().is_none());
+    assert_eq!(a.load(&id, &t).await.unwrap(), LoadOutcome::Missing);
 }
 
 // ---------------------------------------------------------------- races
@@ -762,7 +831,7 @@ async fn concurrent_traffic_leaves_every_cache_agreeing_with_redis() {
                     let v = json!(worker * 1000 + i);
                     store.save(id, &set("k", v), &calm()).await.unwrap();
                 } else {
-                    store.load(id, &calm()).await.unwrap().unwrap();
+                    store.load(id, &calm()).await.unwrap().live();
                 }
             }
         }));
@@ -772,9 +841,9 @@ async fn concurrent_traffic_leaves_every_cache_agreeing_with_redis() {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     for id in &ids {
-        let truth = plain.load(id, &t).await.unwrap().unwrap();
+        let truth = plain.load(id, &t).await.unwrap().live();
         for (name, store) in [("a", &a), ("b", &b)] {
-            let seen = store.load(id, &t).await.unwrap().unwrap();
+            let seen = store.load(id, &t).await.unwrap().live();
             assert_eq!(seen.data, truth.data, "instance {name}");
             assert_eq!(seen.meta.version, truth.meta.version, "instance {name}");
         }

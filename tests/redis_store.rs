@@ -20,13 +20,14 @@ use http::StatusCode;
 use serde_json::json;
 use sessionkit::redis::{key_slot, RedisStore};
 use sessionkit::store::{
-    Delta, LockOutcome, Login, LoginOutcome, NewSession, Retire, SaveOutcome, Timeouts,
+    ClientInfo, Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, Retire,
+    RotateOutcome, SaveOutcome, Tag, Timeouts, Token,
 };
 use sessionkit::{
-    ClientInfo, Error, MaxSessionsPolicy, SessionConfig, SessionId, SessionManager, SessionStore,
-    Tag, Token, UserLimit,
+    Error, MaxSessionsPolicy, SessionConfig, SessionId, SessionManager, SessionStore, UserLimit,
 };
 use support::axum_app::{app, send_as, Reply};
+use support::outcomes::LoadOutcomeExt;
 use support::redis_server::command_stats;
 use support::RedisServer;
 
@@ -239,7 +240,7 @@ async fn concurrent_logins(config: SessionConfig, user: &'static str) -> (usize,
                 let s = m.load(None, ClientInfo::default()).await?;
                 s.insert("i", i)?;
                 s.login(user).await?;
-                m.commit(&s).await?;
+                m.commit(&s).await.map_err(|e| e.error)?;
                 Ok::<_, Error>(s.id())
             })
         })
@@ -299,7 +300,10 @@ async fn expiry_follows_the_redis_clock() {
     let _: bool = con.pexpire(&key, 60_000).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(con.exists::<_, bool>(&key).await.unwrap());
-    assert!(store.load(&id, &timeouts(1000)).await.unwrap().is_none());
+    assert_eq!(
+        store.load(&id, &timeouts(1000)).await.unwrap(),
+        LoadOutcome::Missing
+    );
     assert!(
         !con.exists::<_, bool>(&key).await.unwrap(),
         "the load script deleted it"
@@ -398,8 +402,9 @@ async fn corrupt_sessions_give_a_fresh_session_and_a_warning() {
             (StatusCode::OK, "empty"),
             "{what}"
         );
-        assert!(
-            store.load(&id, &timeouts(60_000)).await.unwrap().is_none(),
+        assert_eq!(
+            store.load(&id, &timeouts(60_000)).await.unwrap(),
+            LoadOutcome::Missing,
             "{what}"
         );
         let r = send(&router, "/write/k/w", Some(&token)).await;
@@ -536,7 +541,8 @@ async fn every_operation_runs_on_a_cluster_node() {
         ..Delta::default()
     };
     let user_id = |u: &str| Token::generate(&Tag::for_user(u)).id();
-    let (data_ref, client_ref, login_store) = (&data, &client, store.clone());
+    let login_delta = set("at_login");
+    let (delta_ref, client_ref, login_store) = (&login_delta, &client, store.clone());
     let login = move |old: Option<SessionId>, new: SessionId, limit: UserLimit| {
         let store = login_store.clone();
         async move {
@@ -544,7 +550,7 @@ async fn every_operation_runs_on_a_cluster_node() {
                 old: old.as_ref(),
                 new: &new,
                 user_id: "ann",
-                data: data_ref,
+                delta: delta_ref,
                 client: client_ref,
                 limit,
                 moved_grace: Duration::from_secs(30),
@@ -565,7 +571,7 @@ async fn every_operation_runs_on_a_cluster_node() {
         )
         .await
         .unwrap();
-    assert!(store.load(&anon, &t).await.unwrap().is_some());
+    assert!(store.load(&anon, &t).await.unwrap().is_live());
     assert!(matches!(
         store.save(&anon, &set("b"), &t).await.unwrap(),
         SaveOutcome::Saved(_)
@@ -601,7 +607,7 @@ async fn every_operation_runs_on_a_cluster_node() {
     login(Some(anon.clone()), first.clone(), UserLimit::Unlimited).await;
     assert_eq!(
         store.save(&anon, &set("c"), &t).await.unwrap(),
-        SaveOutcome::Moved
+        SaveOutcome::Superseded
     );
     // Re-login from the user's own (locked) session: one script.
     let _held = lock(first.clone()).await;
@@ -644,10 +650,10 @@ async fn every_operation_runs_on_a_cluster_node() {
         )
         .await
         .unwrap();
-    assert_eq!(store.load(&fourth, &t).await.unwrap().unwrap().id, rotated);
+    assert_eq!(store.load(&fourth, &t).await.unwrap().live().id, rotated);
     assert!(matches!(
         store.save(&fourth, &set("d"), &t).await.unwrap(),
-        SaveOutcome::Saved(_)
+        SaveOutcome::SavedToSuccessor(_)
     ));
     assert!(store.renew_lock(&fourth, locked, lease).await.unwrap());
     store.unlock(&fourth, locked).await.unwrap();
@@ -657,6 +663,23 @@ async fn every_operation_runs_on_a_cluster_node() {
         .rotate(&rotated, &moved, Retire::Moved(Duration::from_secs(30)), &t)
         .await
         .unwrap();
+    // The alias now leads to a moved marker: superseded, for every script
+    // that follows it.
+    assert_eq!(
+        store.load(&fourth, &t).await.unwrap(),
+        LoadOutcome::Superseded
+    );
+    assert_eq!(
+        store.save(&fourth, &set("e"), &t).await.unwrap(),
+        SaveOutcome::Superseded
+    );
+    assert_eq!(
+        store
+            .rotate(&fourth, &user_id("ann"), Retire::Alias(lease), &t)
+            .await
+            .unwrap(),
+        RotateOutcome::Superseded
+    );
 
     assert_eq!(store.sessions_of("ann", &t).await.unwrap().len(), 2);
     assert_eq!(store.revoke_user("ann", Some(&moved)).await.unwrap(), 1);
@@ -669,9 +692,44 @@ async fn every_operation_runs_on_a_cluster_node() {
         "every lock went with its session: {keys:?}"
     );
 
-    // The crate's slot function agrees with the server's.
+    // Login through an alias chain of an anonymous session: the old
+    // session's slot and the user's.
+    let tag = Tag::random();
+    let chain: Vec<SessionId> = (0..3).map(|_| Token::generate(&tag).id()).collect();
+    store
+        .create(
+            &chain[0],
+            NewSession {
+                data: &data,
+                client: &client,
+            },
+            &t,
+        )
+        .await
+        .unwrap();
+    for pair in chain.windows(2) {
+        let out = store
+            .rotate(&pair[0], &pair[1], Retire::Alias(lease), &t)
+            .await
+            .unwrap();
+        assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+    }
     let last = user_id("ann");
-    login(None, last.clone(), UserLimit::Unlimited).await;
+    let out = login(Some(chain[0].clone()), last.clone(), UserLimit::Unlimited).await;
+    let LoginOutcome::LoggedIn { data: carried, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        carried.get("a"),
+        Some(&json!(1)),
+        "carried through the chain"
+    );
+    assert_eq!(
+        store.load(&chain[2], &t).await.unwrap(),
+        LoadOutcome::Superseded
+    );
+
+    // The crate's slot function agrees with the server's.
     let _held = lock(last).await;
     let keys: Vec<String> = con.keys("*").await.unwrap();
     assert!(keys.len() >= 3, "{keys:?}");
@@ -760,7 +818,7 @@ async fn locks_live_beside_their_session_and_survive_outside_interference() {
     let _: () = con.hset(&session_key, "@fence", "many").await.unwrap();
     lock("gone").await;
     assert!(
-        store.load(&id, &t).await.unwrap().is_some(),
+        store.load(&id, &t).await.unwrap().is_live(),
         "the session itself still loads"
     );
 

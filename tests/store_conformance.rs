@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sessionkit::store::{
-    ClientInfo, Data, Delta, Loaded, LockOutcome, Login, LoginOutcome, NewSession, Retire,
-    RotateOutcome, SaveOutcome, Timeouts,
+    ClientInfo, Data, Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome, NewSession,
+    Retire, RotateOutcome, SaveOutcome, Tag, Timeouts, Token,
 };
-use sessionkit::{MaxSessionsPolicy, SessionId, SessionStore, Tag, Token, UserLimit};
+use sessionkit::{MaxSessionsPolicy, SessionId, SessionStore, UserLimit};
+use support::outcomes::LoadOutcomeExt;
 use support::Backend;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -75,14 +76,14 @@ async fn login(
 ) -> (SessionId, LoginOutcome) {
     let new = user_id_for(user);
     let c = client();
-    let d = data(&[("cart", json!([1, 2]))]);
+    let d = set("cart", json!([1, 2]));
     let outcome = store
         .login(
             Login {
                 old,
                 new: &new,
                 user_id: user,
-                data: &d,
+                delta: &d,
                 client: &c,
                 limit,
                 moved_grace: 10 * SEC,
@@ -95,7 +96,7 @@ async fn login(
 }
 
 async fn live(store: &dyn SessionStore, id: &SessionId) -> bool {
-    store.load(id, &timeouts()).await.unwrap().is_some()
+    store.load(id, &timeouts()).await.unwrap().is_live()
 }
 
 fn set(k: &str, v: Value) -> Delta {
@@ -108,7 +109,7 @@ fn set(k: &str, v: Value) -> Delta {
 async fn create_then_load(b: Backend) {
     let store = b.store();
     let id = create(&*store, &data(&[("n", json!(1)), ("name", json!("ada"))])).await;
-    let l = store.load(&id, &timeouts()).await.unwrap().expect("live");
+    let l = store.load(&id, &timeouts()).await.unwrap().live();
     assert_eq!(l.id, id);
     assert_eq!(l.data.get("n"), Some(&json!(1)));
     assert_eq!(l.data.get("name"), Some(&json!("ada")));
@@ -121,7 +122,10 @@ async fn create_then_load(b: Backend) {
         "absolute deadline is created + absolute timeout"
     );
     assert!(l.expires_at_ms > l.now_ms && l.expires_at_ms <= l.now_ms + 2_000);
-    assert!(store.load(&anon_id(), &timeouts()).await.unwrap().is_none());
+    assert_eq!(
+        store.load(&anon_id(), &timeouts()).await.unwrap(),
+        LoadOutcome::Missing
+    );
 }
 
 async fn save_applies_delta_and_never_creates(b: Backend) {
@@ -131,7 +135,7 @@ async fn save_applies_delta_and_never_creates(b: Backend) {
         .load(&id, &timeouts())
         .await
         .unwrap()
-        .unwrap()
+        .live()
         .meta
         .version;
     let delta = Delta {
@@ -142,7 +146,7 @@ async fn save_applies_delta_and_never_creates(b: Backend) {
     };
     let out = store.save(&id, &delta, &timeouts()).await.unwrap();
     assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
-    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let l = store.load(&id, &timeouts()).await.unwrap().live();
     assert_eq!(
         l.data,
         data(&[("b", json!(2)), ("c", json!({"x": [1, "y"]}))])
@@ -155,7 +159,7 @@ async fn save_applies_delta_and_never_creates(b: Backend) {
         ..Delta::default()
     };
     store.save(&id, &clear, &timeouts()).await.unwrap();
-    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let l = store.load(&id, &timeouts()).await.unwrap().live();
     assert_eq!(l.data, data(&[("d", json!(4))]), "clear runs before set");
 
     let unknown = anon_id();
@@ -185,7 +189,7 @@ async fn concurrent_saves_of_different_keys_merge(b: Backend) {
     for t in tasks {
         assert!(matches!(t.await.unwrap(), SaveOutcome::Saved(_)));
     }
-    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let l = store.load(&id, &timeouts()).await.unwrap().live();
     for i in 0..16 {
         assert_eq!(l.data.get(&format!("k{i}")), Some(&json!(i)), "k{i} kept");
     }
@@ -195,14 +199,14 @@ async fn concurrent_saves_of_different_keys_merge(b: Backend) {
 async fn idle_expiry_and_rate_limited_touch(b: Backend) {
     let store = b.store();
     let id = create(&*store, &data(&[("a", json!(1))])).await;
-    let first = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let first = store.load(&id, &timeouts()).await.unwrap().live();
     assert!(
         !first.touched,
         "a read within the touch interval writes nothing"
     );
 
     b.advance(Duration::from_millis(1200)).await;
-    let second = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let second = store.load(&id, &timeouts()).await.unwrap().live();
     assert!(second.touched, "a read after the touch interval refreshes");
     assert!(second.expires_at_ms > first.expires_at_ms);
     assert!(second.meta.last_seen_ms > first.meta.last_seen_ms);
@@ -227,7 +231,7 @@ async fn idle_expiry_and_rate_limited_touch(b: Backend) {
 async fn absolute_deadline_is_never_extended(b: Backend) {
     let store = b.store();
     let id = create(&*store, &Data::new()).await;
-    let created = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let created = store.load(&id, &timeouts()).await.unwrap().live();
     for i in 0..3 {
         b.advance(Duration::from_millis(1500)).await;
         let out = store
@@ -239,7 +243,7 @@ async fn absolute_deadline_is_never_extended(b: Backend) {
         };
         assert!(w.expires_at_ms <= created.meta.absolute_deadline_ms);
     }
-    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let l = store.load(&id, &timeouts()).await.unwrap().live();
     assert_eq!(
         l.meta.absolute_deadline_ms, created.meta.absolute_deadline_ms,
         "activity never moves the absolute deadline"
@@ -260,18 +264,22 @@ async fn login_moves_data_indexes_user_and_retires_old(b: Backend) {
         "{outcome:?}"
     );
     assert_eq!(new.tag(), Tag::for_user("ada").as_str());
-    let l = store.load(&new, &timeouts()).await.unwrap().unwrap();
+    let l = store.load(&new, &timeouts()).await.unwrap().live();
     assert_eq!(l.meta.user_id.as_deref(), Some("ada"));
     assert_eq!(l.data.get("cart"), Some(&json!([1, 2])));
 
-    assert!(!live(&*store, &old).await, "the old token stops working");
+    assert_eq!(
+        store.load(&old, &timeouts()).await.unwrap(),
+        LoadOutcome::Superseded,
+        "the old token stops working, and is known as replaced"
+    );
     let out = store
         .save(&old, &set("late", json!(1)), &timeouts())
         .await
         .unwrap();
     assert_eq!(
         out,
-        SaveOutcome::Moved,
+        SaveOutcome::Superseded,
         "an in-flight write with the old token is dropped, not turned into a cookie removal"
     );
     assert!(!live(&*store, &old).await, "and does not resurrect it");
@@ -359,7 +367,7 @@ async fn max_sessions_evicts_least_recently_used(b: Backend) {
             .load(&first, &timeouts())
             .await
             .unwrap()
-            .unwrap()
+            .live()
             .touched
     );
     b.advance(Duration::from_millis(100)).await;
@@ -385,7 +393,7 @@ async fn reject_new_changes_nothing(b: Backend) {
     assert_eq!(outcome, LoginOutcome::Rejected { max: 2 });
     assert!(!live(&*store, &c).await, "no new session");
     assert!(live(&*store, &a).await && live(&*store, &bb).await);
-    let l = store.load(&anon, &timeouts()).await.unwrap().unwrap();
+    let l = store.load(&anon, &timeouts()).await.unwrap().live();
     assert_eq!(
         l.data.get("keep"),
         Some(&json!(true)),
@@ -473,15 +481,15 @@ async fn rotation_alias_keeps_old_token_working_for_the_grace(b: Backend) {
         .unwrap();
     assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
 
-    let via_old = store.load(&old, &timeouts()).await.unwrap().unwrap();
+    let via_old = store.load(&old, &timeouts()).await.unwrap().live();
     assert_eq!(via_old.id, new, "the old id leads to the new session");
     assert_eq!(via_old.meta.user_id.as_deref(), Some("ada"));
     let out = store
         .save(&old, &set("via", json!("old")), &timeouts())
         .await
         .unwrap();
-    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
-    let l = store.load(&new, &timeouts()).await.unwrap().unwrap();
+    assert!(matches!(out, SaveOutcome::SavedToSuccessor(_)), "{out:?}");
+    let l = store.load(&new, &timeouts()).await.unwrap().live();
     assert_eq!(
         l.data.get("via"),
         Some(&json!("old")),
@@ -493,28 +501,35 @@ async fn rotation_alias_keeps_old_token_working_for_the_grace(b: Backend) {
     assert_eq!(list.iter().map(|s| &s.id).collect::<Vec<_>>(), vec![&new]);
 
     b.advance(Duration::from_millis(1700)).await;
-    assert!(!live(&*store, &old).await, "the alias ends with the grace");
+    assert_eq!(
+        store.load(&old, &timeouts()).await.unwrap(),
+        LoadOutcome::Missing,
+        "the alias ends with the grace"
+    );
     assert!(live(&*store, &new).await);
 }
 
 async fn explicit_rotation_stops_the_old_token_at_once(b: Backend) {
     let store = b.store();
     let (old, _) = login(&*store, None, "ada", UserLimit::Unlimited).await;
-    let before = store.load(&old, &timeouts()).await.unwrap().unwrap();
+    let before = store.load(&old, &timeouts()).await.unwrap().live();
     let new = Token::generate(&Tag::for_user("ada")).id();
     store
         .rotate(&old, &new, Retire::Moved(10 * SEC), &timeouts())
         .await
         .unwrap();
-    assert!(!live(&*store, &old).await);
+    assert_eq!(
+        store.load(&old, &timeouts()).await.unwrap(),
+        LoadOutcome::Superseded
+    );
     assert_eq!(
         store
             .save(&old, &set("x", json!(1)), &timeouts())
             .await
             .unwrap(),
-        SaveOutcome::Moved
+        SaveOutcome::Superseded
     );
-    let after = store.load(&new, &timeouts()).await.unwrap().unwrap();
+    let after = store.load(&new, &timeouts()).await.unwrap().live();
     assert_eq!(after.meta.created_ms, before.meta.created_ms);
     assert_eq!(
         after.meta.absolute_deadline_ms, before.meta.absolute_deadline_ms,
@@ -599,7 +614,7 @@ async fn data_round_trips_every_json_shape(b: Backend) {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let id = create(&*store, &shapes).await;
-    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let l = store.load(&id, &timeouts()).await.unwrap().live();
     assert_eq!(l.data, shapes);
 }
 
@@ -726,7 +741,7 @@ async fn stale_fence_is_fenced_and_writes_nothing(b: Backend) {
         .await
         .unwrap();
     assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
-    let before = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let before = store.load(&id, &timeouts()).await.unwrap().live();
 
     // The stalled holder wakes up and tries to write: nothing is written.
     let stale = Delta {
@@ -737,7 +752,7 @@ async fn stale_fence_is_fenced_and_writes_nothing(b: Backend) {
     };
     let out = store.save(&id, &stale, &timeouts()).await.unwrap();
     assert_eq!(out, SaveOutcome::Fenced);
-    let after = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let after = store.load(&id, &timeouts()).await.unwrap().live();
     assert_eq!(after.data, before.data, "a fenced save writes nothing");
     assert_eq!(after.data, data(&[("n", json!(1)), ("keep", json!(1))]));
     assert_eq!(after.meta.version, before.meta.version);
@@ -768,7 +783,7 @@ async fn stale_fence_is_fenced_and_writes_nothing(b: Backend) {
         .await
         .unwrap();
     assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
-    let l = store.load(&id, &timeouts()).await.unwrap().unwrap();
+    let l = store.load(&id, &timeouts()).await.unwrap().live();
     assert_eq!(l.data.get("free"), Some(&json!(true)));
     assert_eq!(l.data.get("n"), Some(&json!(2)));
 }
@@ -840,7 +855,7 @@ async fn lock_moves_with_rotation(b: Backend) {
         .save(&id, &fenced("n", json!(1), f), &timeouts())
         .await
         .unwrap();
-    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+    assert!(matches!(out, SaveOutcome::SavedToSuccessor(_)), "{out:?}");
     store.unlock(&id, f).await.unwrap();
     let (f2, loaded) = acquire(&*store, &id, LONG).await;
     assert_eq!(loaded.id, new, "locked through the alias");
@@ -866,7 +881,7 @@ async fn lock_moves_with_rotation(b: Backend) {
         .save(&new, &fenced("n", json!(2), f2), &timeouts())
         .await
         .unwrap();
-    assert_eq!(out, SaveOutcome::Moved);
+    assert_eq!(out, SaveOutcome::Superseded);
     let out = store
         .save(&newer, &fenced("n", json!(2), f2), &timeouts())
         .await

@@ -8,10 +8,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use sessionkit::{
-    HeaderSource, HeaderTransport, MemoryStore, RequestSession, SessionConfig, SessionManager,
-    TokenTransport,
-};
+use sessionkit::http::{HeaderSource, RequestSession};
+use sessionkit::{HeaderTransport, MemoryStore, SessionConfig, SessionManager, TokenTransport};
 
 /// Header values, each with the name picked by its first byte.
 struct Headers(Vec<(&'static str, Vec<u8>)>);

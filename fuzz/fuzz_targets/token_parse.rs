@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sessionkit::{SessionId, Token};
+use sessionkit::store::Token;
+use sessionkit::SessionId;
 
 /// A token's length: an 8-character tag, a dot, a 43-character secret.
 const TOKEN_LEN: usize = 52;

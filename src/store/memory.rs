@@ -8,8 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    ClientInfo, Data, Delta, Loaded, LockOutcome, Login, LoginOutcome, Meta, NewSession, Retire,
-    RotateOutcome, SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
+    ClientInfo, Data, Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome, Meta,
+    NewSession, Retire, RotateOutcome, SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
+    MAX_ALIAS_HOPS,
 };
 use crate::clock::{duration_ms, Clock, SystemClock};
 use crate::config::{MaxSessionsPolicy, UserLimit};
@@ -211,9 +212,21 @@ impl Entry {
 
 /// Where an id leads, after expiry and aliases.
 enum Found {
-    Live(SessionId),
-    Moved,
+    /// A live session, and whether it was reached through an alias.
+    Live(SessionId, bool),
+    /// A moved marker, or an alias chain that leads to one (or is longer
+    /// than [`MAX_ALIAS_HOPS`]).
+    Superseded,
     Gone,
+}
+
+impl Found {
+    fn live(self) -> Option<SessionId> {
+        match self {
+            Found::Live(id, _) => Some(id),
+            Found::Superseded | Found::Gone => None,
+        }
+    }
 }
 
 impl State {
@@ -239,24 +252,21 @@ impl State {
     }
 
     fn find(&mut self, id: &SessionId, now: i64) -> Found {
-        let target = match self.entries.get(id) {
-            None => return Found::Gone,
-            Some(e) if !e.alive(now) => {
-                self.remove(id);
-                return Found::Gone;
-            }
-            Some(Entry::Moved { .. }) => return Found::Moved,
-            Some(Entry::Live { .. }) => return Found::Live(id.clone()),
-            Some(Entry::Alias { target, .. }) => target.clone(),
-        };
-        match self.entries.get(&target) {
-            Some(e @ Entry::Live { .. }) if e.alive(now) => Found::Live(target),
-            Some(Entry::Live { .. }) => {
-                self.remove(&target);
-                Found::Gone
-            }
-            _ => Found::Gone,
+        let mut at = id.clone();
+        for hop in 0..=MAX_ALIAS_HOPS {
+            let next = match self.entries.get(&at) {
+                None => return Found::Gone,
+                Some(e) if !e.alive(now) => {
+                    self.remove(&at);
+                    return Found::Gone;
+                }
+                Some(Entry::Moved { .. }) => return Found::Superseded,
+                Some(Entry::Live { .. }) => return Found::Live(at, hop > 0),
+                Some(Entry::Alias { target, .. }) => target.clone(),
+            };
+            at = next;
         }
+        Found::Superseded
     }
 
     fn live_mut(&mut self, id: &SessionId) -> Option<(&mut Meta, &mut Data, &mut i64)> {
@@ -273,9 +283,7 @@ impl State {
 
     /// The lock state of the live session an id leads to (after aliases).
     fn locks_of(&mut self, id: &SessionId, now: i64) -> Option<&mut Locks> {
-        let Found::Live(real) = self.find(id, now) else {
-            return None;
-        };
+        let real = self.find(id, now).live()?;
         match self.entries.get_mut(&real) {
             Some(Entry::Live { locks, .. }) => Some(locks),
             _ => None,
@@ -366,13 +374,16 @@ fn new_meta(now: i64, user_id: Option<String>, client: &ClientInfo, timeouts: &T
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<Option<Loaded>> {
+    async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LoadOutcome> {
         let now = self.inner.clock.now_ms();
         let mut st = self.inner.lock();
-        let Found::Live(real) = st.find(id, now) else {
-            return Ok(None);
-        };
-        Ok(st.read(real, now, timeouts))
+        Ok(match st.find(id, now) {
+            Found::Live(real, _) => st
+                .read(real, now, timeouts)
+                .map_or(LoadOutcome::Missing, LoadOutcome::Live),
+            Found::Superseded => LoadOutcome::Superseded,
+            Found::Gone => LoadOutcome::Missing,
+        })
     }
 
     async fn create(
@@ -405,9 +416,9 @@ impl SessionStore for MemoryStore {
     ) -> Result<SaveOutcome> {
         let now = self.inner.clock.now_ms();
         let mut st = self.inner.lock();
-        let real = match st.find(id, now) {
-            Found::Live(real) => real,
-            Found::Moved => return Ok(SaveOutcome::Moved),
+        let (real, via_alias) = match st.find(id, now) {
+            Found::Live(real, via_alias) => (real, via_alias),
+            Found::Superseded => return Ok(SaveOutcome::Superseded),
             Found::Gone => return Ok(SaveOutcome::Gone),
         };
         if let Some(fence) = delta.fence {
@@ -420,31 +431,30 @@ impl SessionStore for MemoryStore {
         let Some((meta, data, expires_at_ms)) = st.live_mut(&real) else {
             return Ok(SaveOutcome::Gone);
         };
-        if delta.clear {
-            data.clear();
-        }
-        for key in &delta.remove {
-            data.remove(key);
-        }
-        for (key, value) in &delta.set {
-            data.insert(key.clone(), value.clone());
-        }
+        delta.apply_to(data);
         meta.version += 1;
         meta.last_seen_ms = now;
         *expires_at_ms = timeouts.expires_at(now, meta.absolute_deadline_ms);
-        Ok(SaveOutcome::Saved(Written {
+        let written = Written {
             now_ms: now,
             expires_at_ms: *expires_at_ms,
-        }))
+        };
+        Ok(if via_alias {
+            SaveOutcome::SavedToSuccessor(written)
+        } else {
+            SaveOutcome::Saved(written)
+        })
     }
 
     async fn login(&self, login: Login<'_>, timeouts: &Timeouts) -> Result<LoginOutcome> {
         let now = self.inner.clock.now_ms();
         let mut st = self.inner.lock();
+        // The old session as it stands now (through aliases), if it lives.
+        let old = login.old.and_then(|id| st.find(id, now).live());
         let mut others: Vec<(SessionId, i64)> = st
             .live_sessions_of(login.user_id, now)
             .into_iter()
-            .filter(|(id, _)| Some(id) != login.old)
+            .filter(|(id, _)| Some(id) != old.as_ref())
             .collect();
         let mut evicted = Vec::new();
         if let UserLimit::Max { max, policy } = login.limit {
@@ -461,15 +471,20 @@ impl SessionStore for MemoryStore {
                 }
             }
         }
+        let mut data = match old.as_ref().and_then(|id| st.live_mut(id)) {
+            Some((_, data, _)) => data.clone(),
+            None => Data::new(),
+        };
+        login.delta.apply_to(&mut data);
         let meta = new_meta(now, Some(login.user_id.to_owned()), login.client, timeouts);
         let expires_at_ms = st.insert_live(
             login.new.clone(),
             meta,
-            login.data.clone(),
+            data.clone(),
             Locks::default(),
             timeouts,
         );
-        if let Some(old) = login.old {
+        if let Some(old) = &old {
             if old != login.new && st.remove(old).is_some() {
                 st.entries.insert(
                     old.clone(),
@@ -484,6 +499,7 @@ impl SessionStore for MemoryStore {
                 now_ms: now,
                 expires_at_ms,
             },
+            data,
             evicted,
         })
     }
@@ -497,9 +513,10 @@ impl SessionStore for MemoryStore {
     ) -> Result<RotateOutcome> {
         let now = self.inner.clock.now_ms();
         let mut st = self.inner.lock();
-        match st.entries.get(old) {
-            Some(e @ Entry::Live { .. }) if e.alive(now) => {}
-            _ => return Ok(RotateOutcome::Gone),
+        match st.find(old, now) {
+            Found::Live(_, false) => {}
+            Found::Live(_, true) | Found::Superseded => return Ok(RotateOutcome::Superseded),
+            Found::Gone => return Ok(RotateOutcome::Gone),
         }
         let Some(Entry::Live {
             mut meta,
@@ -590,7 +607,7 @@ impl SessionStore for MemoryStore {
     ) -> Result<LockOutcome> {
         let now = self.inner.clock.now_ms();
         let mut st = self.inner.lock();
-        let Found::Live(real) = st.find(id, now) else {
+        let Some(real) = st.find(id, now).live() else {
             return Ok(LockOutcome::Gone);
         };
         let fence = match st.entries.get_mut(&real) {

@@ -10,6 +10,10 @@ use sessionkit::{MemoryStore, SessionConfig, SessionManager, SessionStore};
 
 #[cfg(feature = "axum")]
 pub mod axum_app;
+pub mod browser;
+pub mod failing_store;
+pub mod outcomes;
+pub mod race;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 #[cfg(feature = "redis")]

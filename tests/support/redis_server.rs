@@ -160,12 +160,12 @@ fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }
 
-fn text(v: &::redis::Value) -> String {
+pub fn text(v: &::redis::Value) -> String {
     use ::redis::Value;
     match v {
         Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),

@@ -610,7 +610,7 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Tag, Token};
+    use crate::token::{Tag, Token};
     use serde_json::json;
     use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! Every operation builds its KEYS through one method of [`Keys`], so the
 //! unit tests below can check that each call's keys share one hash slot.
 
-use crate::{SessionId, Tag};
+use crate::token::{SessionId, Tag};
 
 /// Number of hash slots in a Redis Cluster.
 const SLOTS: u16 = 16384;
@@ -179,7 +179,7 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Token;
+    use crate::token::Token;
 
     fn anon() -> SessionId {
         Token::generate(&Tag::random()).id()

@@ -191,9 +191,11 @@ use self::tracked::TrackedLink;
 use crate::clock::duration_ms;
 use crate::config::{MaxSessionsPolicy, UserLimit};
 use crate::store::{
-    Data, Delta, Loaded, LockOutcome, Login, LoginOutcome, Meta, NewSession, Retire, RotateOutcome,
-    SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
+    ClientInfo, Data, Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome, Meta,
+    NewSession, Retire, RotateOutcome, SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
+    MAX_ALIAS_HOPS,
 };
+use crate::token::Tag;
 use crate::{Error, Result, SessionId};
 
 /// The default key prefix.
@@ -314,19 +316,32 @@ fn id_in_tag(tag: &str, hash_part: &str) -> Option<SessionId> {
     format!("{tag}.{hash_part}").parse().ok()
 }
 
+/// Where the alias in a reply (`{'alias', target hash part}`) leads: a
+/// session id of the same tag. `None` when the target is not a hash part
+/// (corrupt data: treated as no session).
+fn alias_target(script: &str, asked: &SessionId, items: &[Value]) -> Option<SessionId> {
+    let target = reply::text(script, reply::at(script, items, 1).ok()?).ok()?;
+    id_in_tag(asked.tag(), &target)
+}
+
 /// `@ua`, `@ip` and `d:<key>` pairs for a new session.
 fn new_session_fields(
     inv: &mut ScriptInvocation<'_>,
     data: &Data,
-    client: &crate::ClientInfo,
+    client: &ClientInfo,
 ) -> Result<()> {
+    client_fields(inv, client);
+    data_fields(inv, data.iter())
+}
+
+/// `@ua`, `@ip` pairs.
+fn client_fields(inv: &mut ScriptInvocation<'_>, client: &ClientInfo) {
     if let Some(ua) = &client.user_agent {
         inv.arg("@ua").arg(ua);
     }
     if let Some(ip) = client.ip {
         inv.arg("@ip").arg(ip.to_string());
     }
-    data_fields(inv, data.iter())
 }
 
 /// `d:<key>`, JSON pairs.
@@ -391,9 +406,7 @@ impl RedisStore {
 
     /// The Redis key of the index that holds a user's sessions.
     pub fn user_index_key(&self, user_id: &str) -> String {
-        self.inner
-            .keys
-            .index(crate::Tag::for_user(user_id).as_str())
+        self.inner.keys.index(Tag::for_user(user_id).as_str())
     }
 
     pub(crate) async fn preload_scripts(&self) -> Result<()> {
@@ -577,7 +590,7 @@ impl RedisStore {
         args: impl Fn(&mut ScriptInvocation<'_>),
     ) -> Result<Option<String>> {
         let mut target = id.clone();
-        for hop in 0..2 {
+        for _ in 0..=MAX_ALIAS_HOPS {
             let keys = self.inner.keys.lock_and_session(&target);
             let mut inv = invocation(script, &keys);
             args(&mut inv);
@@ -586,11 +599,7 @@ impl RedisStore {
             if status != "alias" {
                 return Ok(Some(status));
             }
-            if hop > 0 {
-                break;
-            }
-            let next = reply::text(script_name, reply::at(script_name, &items, 1)?).ok();
-            match next.and_then(|n| id_in_tag(target.tag(), &n)) {
+            match alias_target(script_name, &target, &items) {
                 Some(next) => target = next,
                 None => break,
             }
@@ -598,36 +607,96 @@ impl RedisStore {
         Ok(None)
     }
 
-    async fn retire_elsewhere(&self, keys: &[String], old: &SessionId, grace: Duration) {
+    /// The second step of a login whose old session lives in another
+    /// slot: takes the old session's latest data and retires it. `None`
+    /// when it was not live (or the call failed: the login stands, the old
+    /// session stays as it was until it expires, and a warning is logged).
+    async fn retire_elsewhere(
+        &self,
+        keys: &[String],
+        old: &SessionId,
+        grace: Duration,
+    ) -> Option<Data> {
+        const S: &str = "retire";
         let mut inv = invocation(&self.inner.scripts.retire, keys);
         inv.arg(ms(grace)).arg(old.hash_part());
         let outcome = async {
             let mut conn = self.conn().await?;
             let ticket = self.ticket(&conn, &keys[0]);
-            self.exec(&mut conn, &inv).await?;
+            let items = reply::array(S, self.exec(&mut conn, &inv).await?);
             if let Some(t) = ticket {
                 t.gone();
             }
-            Ok::<(), Error>(())
+            let items = items?;
+            if reply::int(S, reply::at(S, &items, 0)?)? == 0 {
+                return Ok(None);
+            }
+            let fields = reply::array(S, reply::at(S, &items, 1)?.clone())?;
+            let hash = reply::text(S, reply::at(S, &items, 2)?)?;
+            if let Some(retired) = id_in_tag(old.tag(), &hash) {
+                self.forget(&retired);
+            }
+            reply::data_fields(&fields)
+                .map(Some)
+                .map_err(|e| reply::bad(S, e))
         };
-        if let Err(e) = outcome.await {
-            tracing::warn!(
-                session = %old,
-                error = %e,
-                "login succeeded but the previous session could not be retired; it stays as it was until it expires"
-            );
+        match outcome.await {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::warn!(
+                    session = %old,
+                    error = %e,
+                    "login succeeded but the previous session could not be retired; it stays as it was until it expires"
+                );
+                None
+            }
+        }
+    }
+
+    /// The third step of a login across slots: the old session's keys that
+    /// the login's delta did not decide are written to the new session,
+    /// which no other request knows yet. `data` and `written` are updated;
+    /// a failure is logged and leaves the login with the delta's keys only.
+    async fn carry_over(
+        &self,
+        new: &SessionId,
+        old_data: Data,
+        delta: &Delta,
+        data: &mut Data,
+        written: Written,
+        timeouts: &Timeouts,
+    ) {
+        let set: Vec<(String, serde_json::Value)> = old_data
+            .into_iter()
+            .filter(|(k, _)| !delta.touches(k))
+            .collect();
+        if set.is_empty() {
+            return;
+        }
+        let carry = Delta {
+            set,
+            ..Delta::default()
+        };
+        match self.save(new, &carry, timeouts).await {
+            Ok(SaveOutcome::Saved(_)) => carry.apply_to(data),
+            outcome => tracing::warn!(
+                session = %new,
+                ?outcome,
+                at = written.now_ms,
+                "login succeeded but the previous session's data could not be carried over"
+            ),
         }
     }
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<Option<Loaded>> {
+    async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LoadOutcome> {
         const S: &str = "load";
         let mut asked = id.clone();
         let idle = ms(timeouts.idle);
-        // At most one hop: an alias points at a session, never at an alias.
-        for hop in 0..2 {
+        // A chain of aliases when the successor was rotated again.
+        for _ in 0..=MAX_ALIAS_HOPS {
             if let Some(c) = &self.inner.cache {
                 let key = self.inner.keys.session(&asked);
                 let hit = c.cache.lookup(&key, timeouts, idle, || {
@@ -636,8 +705,8 @@ impl SessionStore for RedisStore {
                         asked.hash_part().to_owned(),
                     )
                 });
-                if hit.is_some() {
-                    return Ok(hit);
+                if let Some(hit) = hit {
+                    return Ok(LoadOutcome::Live(hit));
                 }
             }
             let keys = self.inner.keys.session_and_index(&asked);
@@ -667,31 +736,30 @@ impl SessionStore for RedisStore {
                             None => t.gone(),
                         }
                     }
-                    return Ok(loaded);
+                    return Ok(loaded.map_or(LoadOutcome::Missing, LoadOutcome::Live));
                 }
-                "none" | "moved" => return Ok(None),
-                "alias" if hop == 0 => {
-                    // A target that is not text is corrupt data, not a store
-                    // failure: a fresh session, as for any corrupt session.
-                    let target = reply::text(S, reply::at(S, &items, 1)?).ok();
-                    match target.and_then(|t| id_in_tag(asked.tag(), &t)) {
-                        Some(target) => asked = target,
-                        None => {
-                            warn_corrupt(&asked, "the alias does not name a session");
-                            return Ok(None);
-                        }
+                "none" => return Ok(LoadOutcome::Missing),
+                "moved" => return Ok(LoadOutcome::Superseded),
+                // A target that is not text is corrupt data, not a store
+                // failure: a fresh session, as for any corrupt session.
+                "alias" => match alias_target(S, &asked, &items) {
+                    Some(target) => asked = target,
+                    None => {
+                        warn_corrupt(&asked, "the alias does not name a session");
+                        return Ok(LoadOutcome::Missing);
                     }
-                }
-                "alias" => return Ok(None),
+                },
                 "corrupt" => {
                     let reason = reply::opt_text(S, reply::at(S, &items, 1)?)?;
                     warn_corrupt(&asked, reason.as_deref().unwrap_or("corrupt"));
-                    return Ok(None);
+                    return Ok(LoadOutcome::Missing);
                 }
                 other => return Err(reply::bad(S, format_args!("unknown status {other:?}"))),
             }
         }
-        Ok(None)
+        // Rotated more often than the grace period allows for: the token
+        // was replaced, and its successor may be alive.
+        Ok(LoadOutcome::Superseded)
     }
 
     async fn create(
@@ -720,7 +788,7 @@ impl SessionStore for RedisStore {
     ) -> Result<SaveOutcome> {
         const S: &str = "save";
         let mut target = id.clone();
-        for hop in 0..2 {
+        for hop in 0..=MAX_ALIAS_HOPS {
             let (items, ticket) = self.save_once(&target, delta, timeouts).await?;
             let status = reply::status(S, &items)?;
             if status == "ok" {
@@ -731,7 +799,11 @@ impl SessionStore for RedisStore {
                 if let Some(t) = ticket {
                     self.cache_saved(t, &target, &items, written);
                 }
-                return Ok(SaveOutcome::Saved(written));
+                return Ok(if hop == 0 {
+                    SaveOutcome::Saved(written)
+                } else {
+                    SaveOutcome::SavedToSuccessor(written)
+                });
             }
             if status == "fenced" {
                 // Nothing was written: the cached copy, if any, still holds.
@@ -746,20 +818,15 @@ impl SessionStore for RedisStore {
             }
             match status.as_str() {
                 "gone" => return Ok(SaveOutcome::Gone),
-                "moved" if hop == 0 => return Ok(SaveOutcome::Moved),
-                "alias" if hop == 0 => {
-                    let next = reply::text(S, reply::at(S, &items, 1)?).ok();
-                    match next.and_then(|n| id_in_tag(target.tag(), &n)) {
-                        Some(next) => target = next,
-                        None => return Ok(SaveOutcome::Gone),
-                    }
-                }
-                // An alias leads to a session or nowhere.
-                "moved" | "alias" => return Ok(SaveOutcome::Gone),
+                "moved" => return Ok(SaveOutcome::Superseded),
+                "alias" => match alias_target(S, &target, &items) {
+                    Some(next) => target = next,
+                    None => return Ok(SaveOutcome::Gone),
+                },
                 other => return Err(reply::bad(S, format_args!("unknown status {other:?}"))),
             }
         }
-        Ok(SaveOutcome::Gone)
+        Ok(SaveOutcome::Superseded)
     }
 
     async fn login(&self, login: Login<'_>, timeouts: &Timeouts) -> Result<LoginOutcome> {
@@ -782,6 +849,7 @@ impl SessionStore for RedisStore {
             Some(old) if keys.old_in_login => old.hash_part(),
             _ => "",
         };
+        let delta = login.delta;
         let mut inv = invocation(&self.inner.scripts.login, &keys.login);
         inv.arg(ms(timeouts.idle))
             .arg(ms(timeouts.absolute))
@@ -790,8 +858,14 @@ impl SessionStore for RedisStore {
             .arg(policy)
             .arg(ms(login.moved_grace))
             .arg(login.new.hash_part())
-            .arg(old_hash);
-        new_session_fields(&mut inv, login.data, login.client)?;
+            .arg(old_hash)
+            .arg(if delta.clear { "1" } else { "0" })
+            .arg(delta.remove.len());
+        for key in &delta.remove {
+            inv.arg(format!("d:{key}"));
+        }
+        client_fields(&mut inv, login.client);
+        data_fields(&mut inv, delta.set.iter().map(|(k, v)| (k, v)))?;
         let mut conn = self.conn().await?;
         // The new session is not cached (its first load is); the old one,
         // retired here, and the evicted ones leave the cache.
@@ -820,7 +894,20 @@ impl SessionStore for RedisStore {
                     }
                 }
             }
-            Ok(LoginOutcome::LoggedIn { written, evicted })
+            let fields = reply::array(S, reply::at(S, &items, 4)?.clone())?;
+            let data = reply::data_fields(&fields).map_err(|e| reply::bad(S, e))?;
+            // The session retired may be a successor reached through an
+            // alias: NOLOOP sends no invalidation for it, so drop it here.
+            if let (Some(old), Ok(hash)) = (login.old, reply::text(S, reply::at(S, &items, 5)?)) {
+                if let Some(retired) = id_in_tag(old.tag(), &hash) {
+                    self.forget(&retired);
+                }
+            }
+            Ok(LoginOutcome::LoggedIn {
+                written,
+                data,
+                evicted,
+            })
         }
         .await;
         match &result {
@@ -840,11 +927,20 @@ impl SessionStore for RedisStore {
             // It may have run: which sessions it evicted is unknown.
             Err(_) => self.forget_all(),
         }
-        let outcome = result?;
-        if let (Some(retire), Some(old), LoginOutcome::LoggedIn { .. }) =
-            (&keys.retire, login.old, &outcome)
+        let mut outcome = result?;
+        if let (
+            Some(retire),
+            Some(old),
+            LoginOutcome::LoggedIn {
+                data, ref written, ..
+            },
+        ) = (&keys.retire, login.old, &mut outcome)
         {
-            self.retire_elsewhere(retire, old, login.moved_grace).await;
+            let carried = self.retire_elsewhere(retire, old, login.moved_grace).await;
+            if let Some(old_data) = carried.filter(|_| !delta.clear) {
+                self.carry_over(login.new, old_data, delta, data, *written, timeouts)
+                    .await;
+            }
         }
         Ok(outcome)
     }
@@ -861,11 +957,11 @@ impl SessionStore for RedisStore {
             // Not one Cluster-safe script, and the manager never asks for it:
             // a session that is not there is Gone, as in every store.
             return match self.load(old, timeouts).await? {
-                // An alias is not a session: rotating it is Gone too.
-                Some(l) if l.id == *old => Err(Error::store(
+                LoadOutcome::Live(l) if l.id == *old => Err(Error::store(
                     "RedisStore::rotate needs the new id to carry the old id's slot tag",
                 )),
-                _ => Ok(RotateOutcome::Gone),
+                LoadOutcome::Live(_) | LoadOutcome::Superseded => Ok(RotateOutcome::Superseded),
+                LoadOutcome::Missing => Ok(RotateOutcome::Gone),
             };
         }
         let (mode, grace) = match retire {
@@ -892,6 +988,7 @@ impl SessionStore for RedisStore {
                 now_ms: reply::int(S, reply::at(S, &items, 1)?)?,
                 expires_at_ms: reply::int(S, reply::at(S, &items, 2)?)?,
             })),
+            "superseded" => Ok(RotateOutcome::Superseded),
             "gone" => Ok(RotateOutcome::Gone),
             other => Err(reply::bad(S, format_args!("unknown status {other:?}"))),
         }
@@ -915,7 +1012,7 @@ impl SessionStore for RedisStore {
     async fn revoke_user(&self, user_id: &str, except: Option<&SessionId>) -> Result<u64> {
         const S: &str = "revoke_user";
         let keys = self.inner.keys.user_index(user_id);
-        let user_tag = crate::Tag::for_user(user_id);
+        let user_tag = Tag::for_user(user_id);
         let keep = match except {
             Some(id) if id.tag() == user_tag.as_str() => id.hash_part(),
             _ => "",
@@ -945,7 +1042,7 @@ impl SessionStore for RedisStore {
     async fn sessions_of(&self, user_id: &str, timeouts: &Timeouts) -> Result<Vec<SessionInfo>> {
         const S: &str = "sessions_of";
         let keys = self.inner.keys.user_index(user_id);
-        let tag = crate::Tag::for_user(user_id);
+        let tag = Tag::for_user(user_id);
         let mut inv = invocation(&self.inner.scripts.sessions_of, &keys);
         inv.arg(user_id).arg(ms(timeouts.idle));
         let mut list = Vec::new();
@@ -994,8 +1091,7 @@ impl SessionStore for RedisStore {
     ) -> Result<LockOutcome> {
         const S: &str = "lock";
         let mut asked = id.clone();
-        // At most one hop: an alias points at a session, never at an alias.
-        for hop in 0..2 {
+        for _ in 0..=MAX_ALIAS_HOPS {
             let keys = self.inner.keys.session_and_index(&asked);
             let mut inv = invocation(&self.inner.scripts.lock, &keys);
             inv.arg(ms(timeouts.idle))
@@ -1042,17 +1138,13 @@ impl SessionStore for RedisStore {
             }
             match status.as_str() {
                 "none" | "moved" => return Ok(LockOutcome::Gone),
-                "alias" if hop == 0 => {
-                    let target = reply::text(S, reply::at(S, &items, 1)?).ok();
-                    match target.and_then(|t| id_in_tag(asked.tag(), &t)) {
-                        Some(target) => asked = target,
-                        None => {
-                            warn_corrupt(&asked, "the alias does not name a session");
-                            return Ok(LockOutcome::Gone);
-                        }
+                "alias" => match alias_target(S, &asked, &items) {
+                    Some(target) => asked = target,
+                    None => {
+                        warn_corrupt(&asked, "the alias does not name a session");
+                        return Ok(LockOutcome::Gone);
                     }
-                }
-                "alias" => return Ok(LockOutcome::Gone),
+                },
                 "corrupt" => {
                     let reason = reply::opt_text(S, reply::at(S, &items, 1)?)?;
                     warn_corrupt(&asked, reason.as_deref().unwrap_or("corrupt"));

@@ -149,6 +149,27 @@ pub(crate) fn session_fields(fields: &[Value]) -> std::result::Result<(Meta, Dat
     }
 }
 
+/// The data of `d:<key>` pairs (`HGETALL` order); other fields are skipped.
+/// `Err` holds why they do not decode.
+pub(crate) fn data_fields(fields: &[Value]) -> std::result::Result<Data, String> {
+    if fields.len() % 2 != 0 {
+        return Err("odd number of hash elements".to_owned());
+    }
+    let mut data = Data::new();
+    for pair in fields.chunks_exact(2) {
+        let field = bytes(&pair[0]).ok_or("a field name is not a string")?;
+        let Some(key) = field.strip_prefix(b"d:") else {
+            continue;
+        };
+        let key = std::str::from_utf8(key).map_err(|_| "a field name is not UTF-8")?;
+        let value = bytes(&pair[1]).ok_or("a field value is not a string")?;
+        let json = serde_json::from_slice(value)
+            .map_err(|e| format!("data key {key:?} is not valid JSON: {e}"))?;
+        data.insert(key.to_owned(), json);
+    }
+    Ok(data)
+}
+
 fn bytes(v: &Value) -> Option<&[u8]> {
     match v {
         Value::BulkString(b) => Some(b),

@@ -43,6 +43,13 @@ local function lock_of(session_key)
   return (string.gsub(session_key, ':s:([%w_%-]+)$', ':l:%1'))
 end
 
+-- The session key of hash part `hash` beside `session_key` (same prefix
+-- and `{tag}`, so the same slot): where a rotation alias leads. Derived,
+-- not declared, for the reason `lock_of` gives.
+local function sibling(session_key, hash)
+  return (string.gsub(session_key, ':s:[%w_%-]+$', ':s:' .. hash))
+end
+
 -- Sets a key's time to live, or deletes the key when none is left.
 local function put_ttl(key, ttl)
   if ttl > 0 then
@@ -135,4 +142,39 @@ end
 local function holds(lock, fence)
   local cur = redis.pcall('GET', lock)
   return type(cur) == 'string' and cur == fence
+end
+
+-- Follows rotation aliases from session key `key` (hash part `hash`), at
+-- most 4 hops. Returns the state where it stops ('live', 'expired',
+-- 'moved', 'none', 'corrupt', or 'alias' when the chain is longer), that
+-- key, its hash part and its meta.
+local function follow(key, hash, now, idle)
+  for _ = 0, 4 do
+    local state, info = inspect(key, now, idle)
+    if state ~= 'alias' then return state, key, hash, info end
+    -- A target that is not a hash part is corrupt data (and must not reach
+    -- gsub's replacement string).
+    if not string.find(info, '^[%w_%-]+$') then return 'corrupt', key, hash, nil end
+    hash = info
+    key = sibling(key, info)
+  end
+  return 'alias', key, hash, nil
+end
+
+-- HSET of the `d:` fields in `all` (HGETALL order) onto `key`, except those
+-- in `skip`, in chunks.
+local function copy_data(all, key, skip)
+  local buf = {}
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if string.sub(f, 1, 2) == 'd:' and not skip[f] then
+      buf[#buf + 1] = f
+      buf[#buf + 1] = all[i + 1]
+      if #buf >= 200 then
+        redis.call('HSET', key, unpack(buf))
+        buf = {}
+      end
+    end
+  end
+  if #buf > 0 then redis.call('HSET', key, unpack(buf)) end
 end

@@ -1,24 +1,35 @@
--- login: create the user's new session, index it, enforce the per-user limit
--- (evicted sessions lose their locks too) and, when the old session shares
--- the slot (or on a server without Cluster), retire it as moved and drop
--- its lock; atomically.
+-- login: create the user's new session from the old session's latest data
+-- plus this request's delta, index it, enforce the per-user limit (evicted
+-- sessions lose their locks too) and, when the old session shares the slot
+-- (or on a server without Cluster), retire it as moved and drop its lock;
+-- atomically. The old session is followed through rotation aliases (same
+-- tag, so the same slot; the keys are derived); only a live one gives its
+-- data, so an ended session's data is never carried into a logged-in one.
 -- KEYS[1] new session, KEYS[2] index of the new id's (the user's) tag,
--- then, when the old session is retired here: KEYS[3] old session, KEYS[4]
--- the old session's index (its lock is derived).
+-- then, when the old session is handled here: KEYS[3] old session, KEYS[4]
+-- the old session's index.
 -- ARGV[1] idle ms, ARGV[2] absolute ms, ARGV[3] user id, ARGV[4] max
 -- sessions (0 = unlimited), ARGV[5] 'evict' | 'reject', ARGV[6] moved grace
 -- ms, ARGV[7] new hash part, ARGV[8] old hash part ('' when none or in
--- another slot), ARGV[9..] field/value pairs (`@ua`, `@ip`, `d:<key>`).
--- Reply: {'ok', now, expires_at, {evicted hash parts}} | {'rejected'}.
+-- another slot), ARGV[9] clear ('1' or '0'), ARGV[10] n = number of data
+-- fields removed, ARGV[11..10+n] those fields (`d:<key>`), ARGV[11+n..]
+-- field/value pairs (`@ua`, `@ip`, `d:<key>`).
+-- Reply: {'ok', now, expires_at, {evicted hash parts}, {new session's
+-- field, value, ...}, retired old hash part or ''} | {'rejected'}.
 local now = now_ms()
 local idle, absolute = tonumber(ARGV[1]), tonumber(ARGV[2])
 local user, max, policy = ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local grace, new_hash, old_hash = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local grace, new_hash = tonumber(ARGV[6]), ARGV[7]
+local clear, n = ARGV[9] == '1', tonumber(ARGV[10])
 local idx = KEYS[2]
 
-local skip = nil
-if old_hash ~= '' then skip = old_hash end
-local others = live_of(idx, user, now, idle, skip)
+local old_key, old_hash = nil, nil
+if KEYS[3] then
+  local state, key, hash = follow(KEYS[3], ARGV[8], now, idle)
+  if state == 'live' then old_key, old_hash = key, hash end
+end
+
+local others = live_of(idx, user, now, idle, old_hash)
 local evicted = {}
 if max > 0 and #others > max - 1 then
   if policy == 'reject' then return {'rejected'} end
@@ -38,7 +49,12 @@ local exp = math.min(now + idle, deadline)
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '@user', user, '@created', int(now), '@seen', int(now),
   '@issued', int(now), '@deadline', int(deadline), '@ver', '1')
-hset_args(KEYS[1], 9)
+if old_key and not clear then
+  local removed = {}
+  for i = 11, 10 + n do removed[ARGV[i]] = true end
+  copy_data(redis.call('HGETALL', old_key), KEYS[1], removed)
+end
+hset_args(KEYS[1], 11 + n)
 put_ttl(KEYS[1], exp - now)
 if exp > now then
   index_call('ZADD', idx, int(now), new_hash)
@@ -46,12 +62,12 @@ if exp > now then
 end
 
 if KEYS[3] then redis.call('DEL', lock_of(KEYS[3])) end
-if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('DEL', KEYS[3])
+if old_key then
+  redis.call('DEL', old_key, lock_of(old_key))
   index_call('ZREM', KEYS[4], old_hash)
   if grace > 0 then
-    redis.call('HSET', KEYS[3], '@moved', '1')
-    redis.call('PEXPIRE', KEYS[3], int(grace))
+    redis.call('HSET', old_key, '@moved', '1')
+    redis.call('PEXPIRE', old_key, int(grace))
   end
 end
-return {'ok', now, exp, evicted}
+return {'ok', now, exp, evicted, redis.call('HGETALL', KEYS[1]), old_hash or ''}

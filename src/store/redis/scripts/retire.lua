@@ -1,15 +1,30 @@
--- retire: after a login whose old session lives in another slot, end the
--- old session (and its lock) and leave a moved marker for the grace period.
--- KEYS[1] old session, KEYS[2] index of its tag (its lock is derived).
+-- retire: after a login whose old session lives in another slot, take the
+-- old session's latest data and end it (and its lock), leaving a moved
+-- marker for the grace period. Follows rotation aliases like `login`.
+-- Writes that reach the old session before this call are carried over by
+-- the caller; those after it find the moved marker and are dropped.
+-- KEYS[1] old session, KEYS[2] index of its tag (locks and alias targets
+-- are derived).
 -- ARGV[1] moved grace ms, ARGV[2] old hash part.
--- Reply: 1 if something was there, else 0.
+-- Reply: {1, {field, value, ...} of its data, its hash part} if a live
+-- session was retired, else {0}.
 local grace = tonumber(ARGV[1])
+local now = now_ms()
 redis.call('DEL', lock_of(KEYS[1]))
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[1])
-index_call('ZREM', KEYS[2], ARGV[2])
-if grace > 0 then
-  redis.call('HSET', KEYS[1], '@moved', '1')
-  redis.call('PEXPIRE', KEYS[1], int(grace))
+local state, key, hash = follow(KEYS[1], ARGV[2], now, nil)
+if state ~= 'live' then return {0} end
+local all = redis.call('HGETALL', key)
+local data = {}
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'd:' then
+    data[#data + 1] = all[i]
+    data[#data + 1] = all[i + 1]
+  end
 end
-return 1
+redis.call('DEL', key, lock_of(key))
+index_call('ZREM', KEYS[2], hash)
+if grace > 0 then
+  redis.call('HSET', key, '@moved', '1')
+  redis.call('PEXPIRE', key, int(grace))
+end
+return {1, data, hash}

@@ -7,7 +7,9 @@
 -- locks of both are derived).
 -- ARGV[1] idle ms, ARGV[2] 'alias' | 'moved', ARGV[3] grace ms,
 -- ARGV[4] old hash part, ARGV[5] new hash part.
--- Reply: {'ok', now, expires_at} | {'gone'}.
+-- Reply: {'ok', now, expires_at} | {'superseded'} (an alias or a moved
+-- marker stands at the old id: another request replaced the token first;
+-- nothing changed) | {'gone'}.
 local now = now_ms()
 local idle, grace = tonumber(ARGV[1]), tonumber(ARGV[3])
 local old_lock, new_lock = lock_of(KEYS[1]), lock_of(KEYS[2])
@@ -17,6 +19,7 @@ if state == 'expired' then
   if m.user then index_call('ZREM', KEYS[3], ARGV[4]) end
   return {'gone'}
 end
+if state == 'alias' or state == 'moved' then return {'superseded'} end
 if state ~= 'live' then return {'gone'} end
 local exp = math.min(now + idle, m.deadline)
 redis.call('RENAME', KEYS[1], KEYS[2])

@@ -81,8 +81,16 @@ use std::ops::Deref;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::session::WeakSession;
-use crate::{Session, SessionId, SessionManager};
+use crate::store::{Loaded, LockOutcome};
+use crate::{Error, Result, Session, SessionId, SessionManager};
+
+use super::state::Standing;
+use super::{commit, WeakSession};
+
+/// The first pause between two attempts to take a held lock.
+const LOCK_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// The longest pause between two attempts to take a held lock.
+const LOCK_BACKOFF_MAX: Duration = Duration::from_millis(50);
 
 /// Proof that the current request holds its session's lock, from
 /// [`Session::lock`]. Dereferences to the [`Session`].
@@ -258,7 +266,7 @@ async fn renew_until_stopped(weak: WeakSession, manager: SessionManager, fence: 
         let Some(id) = holder_id(&weak, fence) else {
             return;
         };
-        match manager.renew_lock(&id, fence).await {
+        match renew(&manager, &id, fence).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(
@@ -278,8 +286,131 @@ async fn renew_until_stopped(weak: WeakSession, manager: SessionManager, fence: 
 fn holder_id(weak: &WeakSession, fence: u64) -> Option<SessionId> {
     let session = weak.upgrade()?;
     let st = session.state();
-    match (&st.lock, &st.id) {
+    match (st.lock(), st.id()) {
         (Some(held), Some(id)) if held.fence == fence => Some(id.clone()),
         _ => None,
+    }
+}
+
+/// Takes the session's lock for this request ([`Session::lock`]).
+pub(crate) async fn acquire(session: &Session) -> Result<SessionLock> {
+    let _one_at_a_time = session.lock_gate().await;
+    {
+        let mut st = session.state();
+        if st.is_ended() {
+            return Err(Error::SessionEnded);
+        }
+        match st.standing() {
+            Standing::StandIn => return Err(Error::StandIn),
+            Standing::Superseded => return Err(Error::Superseded),
+            Standing::New | Standing::Stored => {}
+        }
+        // Held by this request already: another guard, no store call.
+        if let Some(held) = st.lock_mut() {
+            let fence = held.fence;
+            let renewal = match held.renewal.upgrade() {
+                Some(r) => Some(r),
+                None => {
+                    let r = spawn_renewal(session, fence);
+                    held.renewal = r.as_ref().map_or_else(Default::default, Arc::downgrade);
+                    r
+                }
+            };
+            return Ok(SessionLock::new(session.clone(), fence, renewal));
+        }
+    }
+    if session.state().id().is_none() {
+        // Something to lock: the session gets its token now.
+        commit::store_new(session).await?;
+    }
+    let Some(id) = session.state().id().cloned() else {
+        return Err(Error::SessionEnded);
+    };
+    let manager = session.manager();
+    let (fence, loaded) = wait_for(manager, &id).await?;
+    let locked_id = loaded.id.clone();
+    let ended = {
+        let mut st = session.state();
+        // Ended by a clone of this session while we waited?
+        let ended = st.is_ended();
+        if !ended {
+            st.locked(
+                loaded,
+                HeldLock {
+                    fence,
+                    renewal: Weak::new(),
+                },
+            );
+        }
+        ended
+    };
+    if ended {
+        release(manager, &locked_id, fence).await;
+        return Err(Error::SessionEnded);
+    }
+    let renewal = spawn_renewal(session, fence);
+    if let (Some(r), Some(held)) = (&renewal, session.state().lock_mut()) {
+        held.renewal = Arc::downgrade(r);
+    }
+    tracing::debug!(session = %locked_id, fence, "session locked");
+    Ok(SessionLock::new(session.clone(), fence, renewal))
+}
+
+/// Polls the store until the lock of `id` is ours or the lock timeout has
+/// passed.
+async fn wait_for(manager: &SessionManager, id: &SessionId) -> Result<(u64, Loaded)> {
+    let config = manager.config();
+    let started = tokio::time::Instant::now();
+    let mut backoff = LOCK_BACKOFF_MIN;
+    loop {
+        let outcome = manager
+            .call(
+                manager
+                    .store()
+                    .lock(id, config.lock_lease, manager.timeouts()),
+            )
+            .await?;
+        match outcome {
+            LockOutcome::Acquired { fence, loaded } => return Ok((fence, loaded)),
+            LockOutcome::Gone => return Err(Error::SessionEnded),
+            LockOutcome::Held => {}
+        }
+        let waited = started.elapsed();
+        if waited >= config.lock_timeout {
+            tracing::debug!(session = %id, ?waited, "gave up waiting for the session lock");
+            return Err(Error::LockTimeout(config.lock_timeout));
+        }
+        // Jittered, so waiters spread out instead of polling in step.
+        let pause = jittered(backoff).min(config.lock_timeout - waited);
+        tokio::time::sleep(pause).await;
+        backoff = (backoff * 2).min(LOCK_BACKOFF_MAX);
+    }
+}
+
+/// A pause of between half and all of `backoff`.
+fn jittered(backoff: Duration) -> Duration {
+    let max = u64::try_from(backoff.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(2);
+    Duration::from_micros(rand::random_range(max / 2..=max))
+}
+
+/// Renews the lease of a lock this request holds.
+async fn renew(manager: &SessionManager, id: &SessionId, fence: u64) -> Result<bool> {
+    let lease = manager.config().lock_lease;
+    manager
+        .call(manager.store().renew_lock(id, fence, lease))
+        .await
+}
+
+/// Releases a lock; a failure is logged (the lease runs out anyway).
+pub(crate) async fn release(manager: &SessionManager, id: &SessionId, fence: u64) {
+    match manager.call(manager.store().unlock(id, fence)).await {
+        Ok(()) => tracing::debug!(session = %id, fence, "session lock released"),
+        Err(e) => tracing::warn!(
+            session = %id,
+            error = %e,
+            "could not release a session lock; it is freed when its lease runs out"
+        ),
     }
 }

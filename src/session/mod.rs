@@ -1,15 +1,28 @@
-//! [`Session`]: the handle a handler receives.
+//! [`Session`]: the handle a handler receives, and everything a request
+//! does with its session.
+//!
+//! - `mod.rs` (this file): the handle and its public methods;
+//! - `state.rs`: what the request knows, one method per transition;
+//! - `lifecycle.rs`: what happens on login, logout and rotation;
+//! - `commit.rs`: what happens after the handler (periodic rotation, the
+//!   write, the cookie);
+//! - `lock.rs`: session locks, from acquisition to release.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::lock::HeldLock;
-use crate::store::{ClientInfo, Data, Delta, Written};
-use crate::token::Token;
-use crate::{Error, Result, SessionId, SessionLock, SessionManager};
+use crate::store::ClientInfo;
+use crate::{Error, Result, SessionId, SessionManager};
+
+pub(crate) mod commit;
+mod lifecycle;
+pub mod lock;
+pub(crate) mod state;
+
+use self::lock::SessionLock;
+pub(crate) use self::state::State;
 
 /// How far a session has moved in this request. It only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -65,13 +78,16 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        let (Some(held), Some(id)) = (st.lock.take(), st.id.clone()) else {
+        let Some(id) = st.id().cloned() else {
+            return;
+        };
+        let Some(held) = st.take_lock() else {
             return;
         };
         held.stop_renewal();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let manager = self.manager.clone();
-            rt.spawn(async move { manager.release_lock(&id, held.fence).await });
+            rt.spawn(async move { lock::release(&manager, &id, held.fence).await });
         }
     }
 }
@@ -87,87 +103,14 @@ impl WeakSession {
     }
 }
 
-/// Everything the manager needs to commit the session.
-#[derive(Debug, Default)]
-pub(crate) struct State {
-    /// The token the client should hold. `None` when the session is not
-    /// stored yet, or was reached through a rotation alias (the client holds
-    /// an older token that still works).
-    pub token: Option<Token>,
-    /// Where the session lives in the store; `None` until first written.
-    pub id: Option<SessionId>,
-    pub data: Data,
-    pub dirty: HashSet<String>,
-    pub cleared: bool,
-    pub status: Status,
-    pub user_id: Option<String>,
-    /// The token changed in this request: send it.
-    pub send_token: bool,
-    /// The latest expiry the store reported, and whether it moved in this
-    /// request (then a persistent cookie's `Max-Age` is refreshed).
-    pub expiry: Option<Written>,
-    pub expiry_moved: bool,
-    /// The request carried a token (so a removal cookie has something to clear).
-    pub had_token: bool,
-    /// Periodic rotation is due at commit.
-    pub rotation_due: bool,
-    /// Bytes of keys and JSON values, computed on the first insert.
-    pub size: Option<usize>,
-    /// Stand-in for a session the store could not load
-    /// ([`StoreFailure::Continue`](crate::StoreFailure::Continue)): never written.
-    pub detached: bool,
-    /// The session lock this request holds: released after the commit's
-    /// write, which carries its fence.
-    pub lock: Option<HeldLock>,
-}
-
-impl State {
-    /// Bytes of keys and JSON values held now.
-    fn size(&mut self) -> usize {
-        if let Some(size) = self.size {
-            return size;
-        }
-        let size = self.data.iter().map(|(k, v)| k.len() + json_len(v)).sum();
-        self.size = Some(size);
-        size
-    }
-
-    pub(crate) fn advance(&mut self, to: Status) {
-        self.status = self.status.max(to);
-    }
-
-    /// Takes the pending changes as a delta, leaving none pending.
-    pub(crate) fn take_delta(&mut self) -> Delta {
-        let mut delta = Delta {
-            clear: std::mem::take(&mut self.cleared),
-            ..Delta::default()
-        };
-        for key in std::mem::take(&mut self.dirty) {
-            match self.data.get(&key) {
-                Some(v) => delta.set.push((key, v.clone())),
-                None => delta.remove.push(key),
-            }
-        }
-        delta
-    }
-
-    /// Puts back changes taken by [`take_delta`](Self::take_delta) when they
-    /// could not be written.
-    pub(crate) fn restore_delta(&mut self, delta: &Delta) {
-        self.cleared |= delta.clear;
-        self.dirty.extend(delta.remove.iter().cloned());
-        self.dirty.extend(delta.set.iter().map(|(k, _)| k.clone()));
-    }
-}
-
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.state();
         f.debug_struct("Session")
-            .field("id", &st.id)
-            .field("user_id", &st.user_id)
-            .field("status", &st.status)
-            .field("keys", &st.data.len())
+            .field("id", &st.id())
+            .field("user_id", &st.user_id())
+            .field("status", &st.status())
+            .field("keys", &st.data().len())
             .finish()
     }
 }
@@ -215,7 +158,7 @@ impl Session {
     /// [`Error::Deserialize`] when the stored value is not a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let st = self.state();
-        match st.data.get(key) {
+        match st.value(key) {
             None => Ok(None),
             Some(v) => T::deserialize(v)
                 .map(Some)
@@ -248,7 +191,7 @@ impl Session {
             key: key.clone(),
             source,
         })?;
-        let value_size = json_len(&value);
+        let value_size = state::json_len(&value);
         if value_size > limits.max_value_bytes {
             return Err(Error::ValueTooLarge {
                 key,
@@ -256,75 +199,38 @@ impl Session {
                 max: limits.max_value_bytes,
             });
         }
-        let mut st = self.state();
-        if st.status == Status::Destroyed {
-            return Err(Error::SessionEnded);
-        }
-        let old_size = match st.data.get(&key) {
-            Some(old) if *old == value => return Ok(()),
-            Some(old) => key.len() + json_len(old),
-            None if st.data.len() >= limits.max_keys => {
-                return Err(Error::TooManyKeys {
-                    max: limits.max_keys,
-                })
-            }
-            None => 0,
-        };
-        let size = st.size() - old_size + key.len() + value_size;
-        if size > limits.max_session_bytes {
-            return Err(Error::SessionTooLarge {
-                size,
-                max: limits.max_session_bytes,
-            });
-        }
-        st.size = Some(size);
-        st.data.insert(key.clone(), value);
-        st.dirty.insert(key);
-        st.advance(Status::Changed);
-        Ok(())
+        self.state().insert(key, value, &limits)
     }
 
     /// Removes `key`. Returns whether it was there.
     pub fn remove(&self, key: &str) -> bool {
-        let mut st = self.state();
-        if st.data.remove(key).is_none() {
-            return false;
-        }
-        st.size = None;
-        st.dirty.insert(key.to_owned());
-        st.advance(Status::Changed);
-        true
+        self.state().remove(key)
     }
 
     /// Removes every key, including keys other requests add before this one
     /// commits. Keeps the session and its login.
     pub fn clear(&self) {
-        let mut st = self.state();
-        st.data.clear();
-        st.size = Some(0);
-        st.dirty.clear();
-        st.cleared = true;
-        st.advance(Status::Changed);
+        self.state().clear();
     }
 
     /// The keys present.
     pub fn keys(&self) -> Vec<String> {
-        self.state().data.keys().cloned().collect()
+        self.state().keys().cloned().collect()
     }
 
     /// The logged-in user, if any.
     pub fn user_id(&self) -> Option<String> {
-        self.state().user_id.clone()
+        self.state().user_id().map(str::to_owned)
     }
 
     /// The public id of the session (safe to show and log; never the token).
     /// `None` while the session is not stored yet.
     pub fn id(&self) -> Option<SessionId> {
         let st = self.state();
-        if st.status == Status::Destroyed {
+        if st.is_ended() {
             return None;
         }
-        st.id.clone()
+        st.id().cloned()
     }
 
     /// The token issued in this request by [`login`](Self::login) or
@@ -332,38 +238,45 @@ impl Session {
     /// (API clients using the header transport). `None` otherwise: a token
     /// the client already holds is never handed to handlers.
     pub fn token(&self) -> Option<String> {
-        let st = self.state();
-        if !st.send_token || st.status == Status::Destroyed {
-            return None;
-        }
-        st.token.as_ref().map(|t| t.as_str().to_owned())
+        self.state().issued_token().map(|t| t.as_str().to_owned())
     }
 
     /// How far the session has moved in this request.
     pub fn status(&self) -> Status {
-        self.state().status
+        self.state().status()
     }
 
     /// Logs `user_id` in: issues a new token (session fixation defence),
     /// carries the data over, binds the user and applies the single-login and
     /// max-sessions policy, all in one atomic store step. The old token stops
-    /// working at once.
+    /// working at once; requests still in flight with it drop their writes
+    /// and leave the client's new cookie alone.
+    ///
+    /// The data carried over is the session's *latest* data in the store
+    /// (keys other requests saved since this one loaded included) with this
+    /// request's changes on top. If the session was ended meanwhile (logout,
+    /// revoke), only this request's own changes are carried. The login
+    /// starts a new absolute lifetime: OWASP counts it from authentication.
     ///
     /// # Errors
     /// [`Error::TooManySessions`] under `MaxSessionsPolicy::RejectNew` (the
     /// session is left as it was); [`Error::SessionEnded`] after logout;
     /// store errors.
     pub async fn login(&self, user_id: impl Into<String>) -> Result<()> {
-        self.manager().login_session(self, user_id.into()).await
+        lifecycle::login(self, user_id.into()).await
     }
 
     /// Ends the session in the store at once. Requests still in flight with
     /// it cannot write it back; the response clears the cookie.
     ///
     /// # Errors
-    /// Store errors (the session is then left as it was).
+    /// Store errors (the session is then left as it was);
+    /// [`Error::Superseded`] when another request replaced this request's
+    /// token (a login or rotation: the new session is not this request's to
+    /// end); [`Error::StandIn`] for the stand-in session of
+    /// [`StoreFailure::Continue`](crate::StoreFailure::Continue).
     pub async fn logout(&self) -> Result<()> {
-        self.manager().logout_session(self).await
+        lifecycle::logout(self).await
     }
 
     /// Ends every session of this session's user, this one included ("log
@@ -372,9 +285,9 @@ impl Session {
     /// is [`logout`](Self::logout) and returns 1 or 0.
     ///
     /// # Errors
-    /// Store errors (the session is then left as it was).
+    /// As for [`logout`](Self::logout).
     pub async fn logout_everywhere(&self) -> Result<u64> {
-        self.manager().logout_everywhere_session(self).await
+        lifecycle::logout_everywhere(self).await
     }
 
     /// Takes the session's lock, for a read-modify-write that must not lose
@@ -398,11 +311,12 @@ impl Session {
     /// [`Error::LockTimeout`] (`423 Locked`) when another request held the
     /// lock for the whole timeout; [`Error::SessionEnded`] when the session
     /// was ended (here or by another request); store errors and timeouts
-    /// (the session is then left as it was), including for the stand-in
-    /// session of [`StoreFailure::Continue`](crate::StoreFailure::Continue),
-    /// which was never loaded and so cannot be locked.
+    /// (the session is then left as it was); [`Error::StandIn`] for the
+    /// stand-in session of [`StoreFailure::Continue`](crate::StoreFailure::Continue),
+    /// which was never loaded and so cannot be locked; [`Error::Superseded`]
+    /// when another request replaced the token.
     pub async fn lock(&self) -> Result<SessionLock> {
-        self.manager().lock_session(self).await
+        lock::acquire(self).await
     }
 
     /// Issues a new token for the same session (do this on privilege
@@ -411,28 +325,12 @@ impl Session {
     /// written anyway.
     ///
     /// # Errors
-    /// [`Error::SessionEnded`] when the session was ended meanwhile; store
+    /// [`Error::SessionEnded`] when the session was ended meanwhile;
+    /// [`Error::Superseded`] when another request replaced the token first;
+    /// [`Error::StandIn`] for the stand-in session of
+    /// [`StoreFailure::Continue`](crate::StoreFailure::Continue); store
     /// errors.
     pub async fn rotate(&self) -> Result<()> {
-        self.manager().rotate_session(self).await
+        lifecycle::rotate(self).await
     }
-}
-
-/// The length of a value's JSON text, without building the text.
-fn json_len(value: &serde_json::Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing a `Value` cannot fail: its keys are strings and the writer
-    // never errors. Were it to, 0 only makes the size check laxer.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }

@@ -5,10 +5,10 @@
 
 use std::net::IpAddr;
 
-use crate::cookies;
+use crate::http::cookies;
 use crate::store::ClientInfo;
 use crate::token::{Token, TOKEN_LEN};
-use crate::SessionConfig;
+use crate::{Error, SessionConfig};
 
 /// The most of a `User-Agent` header kept with a session.
 const MAX_USER_AGENT_LEN: usize = 256;
@@ -27,6 +27,38 @@ impl HeaderSource for http::HeaderMap {
             .iter()
             .map(http::HeaderValue::as_bytes)
             .collect()
+    }
+}
+
+/// A commit that failed. The response is the error's, but it must still
+/// carry `headers`: when the request changed the token (a login or a
+/// rotation that the store already made), they hold the new token, without
+/// which the client would keep one that no longer works.
+#[derive(Debug)]
+pub struct CommitError {
+    /// What failed.
+    pub error: Error,
+    /// The headers to add to the error response.
+    pub headers: ResponseHeaders,
+}
+
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for CommitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// For code that only needs the error (`manager.commit(&s).await?` in a
+/// function returning [`crate::Result`]); the headers are dropped.
+impl From<CommitError> for Error {
+    fn from(e: CommitError) -> Self {
+        e.error
     }
 }
 

@@ -1,0 +1,90 @@
+//! The [`SessionManager`] type and the context it shares: store, config,
+//! timed store calls. Its methods live in `manager.rs` (what apps call) and
+//! the session modules (what requests do); this file is at the bottom so
+//! that both can use it without importing each other.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::config::Timeouts;
+use crate::store::SessionStore;
+use crate::{Error, Result, SessionConfig};
+
+/// Loads and commits sessions and runs per-user operations. Built once from
+/// a store and a [`SessionConfig`]; `Clone` (cheap), `Send + Sync`, and free
+/// of any web framework, so an admin page or a background job can use it too.
+///
+/// What apps call, in order of use:
+/// - [`new`](Self::new): build it from a store and a config, then hand it to
+///   `SessionLayer::new` (axum) or `SessionMiddleware::new` (actix-web);
+/// - [`sessions_of`](Self::sessions_of): a user's live sessions (the "your
+///   devices" page);
+/// - [`revoke_of_user`](Self::revoke_of_user), [`revoke`](Self::revoke):
+///   end one session;
+/// - [`revoke_user`](Self::revoke_user),
+///   [`revoke_user_except`](Self::revoke_user_except): log a user out
+///   everywhere, or on other devices.
+///
+/// Login, logout and rotation are methods of the request's
+/// [`Session`](crate::Session). [`load_request`](Self::load_request) and
+/// [`commit`](Self::commit) are for framework adapters.
+///
+/// ```
+/// use sessionkit::{MemoryStore, SessionConfig, SessionManager};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> sessionkit::Result<()> {
+/// let manager = SessionManager::new(MemoryStore::new(), SessionConfig::default());
+/// // "Log out everywhere" for a user, from any code:
+/// let ended = manager.revoke_user("alice").await?;
+/// assert_eq!(ended, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessionManager {
+    pub(crate) inner: Arc<Shared>,
+}
+
+/// What every clone of a manager, and every session it loads, shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) config: SessionConfig,
+    pub(crate) timeouts: Timeouts,
+}
+
+impl SessionManager {
+    /// A manager over a shared store.
+    pub fn from_arc(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
+        let timeouts = config.timeouts();
+        SessionManager {
+            inner: Arc::new(Shared {
+                store,
+                config,
+                timeouts,
+            }),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    /// The store in use.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.inner.store
+    }
+
+    /// The store's view of the configured timeouts.
+    pub(crate) fn timeouts(&self) -> &Timeouts {
+        &self.inner.timeouts
+    }
+
+    /// Runs one store call under the configured timeout.
+    pub(crate) async fn call<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let limit = self.inner.config.store_timeout;
+        tokio::time::timeout(limit, fut)
+            .await
+            .map_err(|_| Error::StoreTimeout(limit))?
+    }
+}

@@ -1,0 +1,169 @@
+//! What happens on login, logout and explicit rotation: the store call, and
+//! the state transition that follows its answer. Periodic rotation happens
+//! at commit (`commit.rs`).
+//!
+//! The rules these keep, with parallel requests in mind:
+//! - **login** reads the old session's *latest* data in the store step that
+//!   creates the new session (so a key another request saved meanwhile is
+//!   carried over), applies this request's own changes on top, and retires
+//!   the old token as *moved*. From a session that ended meanwhile (or was
+//!   already replaced) it carries only this request's own changes.
+//! - **logout** and **rotate** refuse to act on a session this request
+//!   cannot speak for: the stand-in of `StoreFailure::Continue` (the store
+//!   never answered) and a superseded session (another request replaced
+//!   the token; its successor is not this request's to end).
+
+use crate::store::{Login, LoginOutcome, Retire, RotateOutcome};
+use crate::token::{Tag, Token};
+use crate::{Error, Result};
+
+use super::state::Standing;
+use super::Session;
+
+/// The error for an operation the session's standing does not allow.
+fn refuse(standing: Standing) -> Option<Error> {
+    match standing {
+        Standing::StandIn => Some(Error::StandIn),
+        Standing::Superseded => Some(Error::Superseded),
+        Standing::New | Standing::Stored => None,
+    }
+}
+
+/// [`Session::login`].
+pub(crate) async fn login(session: &Session, user_id: String) -> Result<()> {
+    let manager = session.manager();
+    let config = manager.config();
+    let (old, delta) = {
+        let mut st = session.state();
+        if st.is_ended() {
+            return Err(Error::SessionEnded);
+        }
+        // Only a stored session has data in the store to carry over; a
+        // superseded or stand-in session carries its own changes only.
+        let old = match st.standing() {
+            Standing::Stored => st.id().cloned(),
+            _ => None,
+        };
+        (old, st.take_delta())
+    };
+    let new = Token::generate(&Tag::for_user(&user_id));
+    let new_id = new.id();
+    let login = Login {
+        old: old.as_ref(),
+        new: &new_id,
+        user_id: &user_id,
+        delta: &delta,
+        client: session.client(),
+        limit: config.user_limit,
+        moved_grace: config.rotation_grace,
+    };
+    let outcome = manager
+        .call(manager.store().login(login, manager.timeouts()))
+        .await;
+    let mut st = session.state();
+    match outcome {
+        Ok(LoginOutcome::LoggedIn {
+            written,
+            data,
+            evicted,
+        }) => {
+            if !evicted.is_empty() {
+                tracing::debug!(session = %new_id, evicted = evicted.len(), "login evicted older sessions");
+            }
+            st.logged_in(new, user_id, data, written);
+            Ok(())
+        }
+        Ok(LoginOutcome::Rejected { max }) => {
+            st.restore_delta(&delta);
+            Err(Error::TooManySessions { max })
+        }
+        Err(e) => {
+            st.restore_delta(&delta);
+            Err(e)
+        }
+    }
+}
+
+/// [`Session::logout`].
+pub(crate) async fn logout(session: &Session) -> Result<()> {
+    let id = {
+        let st = session.state();
+        if let Some(e) = refuse(st.standing()) {
+            return Err(e);
+        }
+        st.id().cloned()
+    };
+    if let Some(id) = &id {
+        let manager = session.manager();
+        manager.call(manager.store().revoke(id)).await?;
+        tracing::debug!(session = %id, "logged out");
+    }
+    session.state().end();
+    Ok(())
+}
+
+/// [`Session::logout_everywhere`].
+pub(crate) async fn logout_everywhere(session: &Session) -> Result<u64> {
+    let (id, user) = {
+        let st = session.state();
+        if let Some(e) = refuse(st.standing()) {
+            return Err(e);
+        }
+        (st.id().cloned(), st.user_id().map(str::to_owned))
+    };
+    let manager = session.manager();
+    let store = manager.store();
+    let ended = match (&user, &id) {
+        (Some(user), _) => manager.call(store.revoke_user(user, None)).await?,
+        (None, Some(id)) => u64::from(manager.call(store.revoke(id)).await?),
+        (None, None) => 0,
+    };
+    tracing::debug!(session = ?id, ended, "logged out everywhere");
+    session.state().end();
+    Ok(ended)
+}
+
+/// [`Session::rotate`].
+pub(crate) async fn rotate(session: &Session) -> Result<()> {
+    let id = {
+        let st = session.state();
+        if let Some(e) = refuse(st.standing()) {
+            return Err(e);
+        }
+        if st.is_ended() {
+            return Err(Error::SessionEnded);
+        }
+        match st.id() {
+            // Not stored yet: its first write gets a fresh token anyway.
+            None => return Ok(()),
+            Some(id) => id.clone(),
+        }
+    };
+    let manager = session.manager();
+    let new = Token::generate(&Tag::of_id(&id));
+    let retire = Retire::Moved(manager.config().rotation_grace);
+    let outcome = manager
+        .call(
+            manager
+                .store()
+                .rotate(&id, &new.id(), retire, manager.timeouts()),
+        )
+        .await?;
+    let mut st = session.state();
+    match outcome {
+        RotateOutcome::Rotated(written) => {
+            // The store dropped the lock with the old token; as after a
+            // login, the new token is known to this request only.
+            st.rotated(new, written, true);
+            Ok(())
+        }
+        // Another request replaced the token first. Its writes still go
+        // through at commit if that was a periodic rotation (an alias), and
+        // are dropped if it was a login or explicit rotation.
+        RotateOutcome::Superseded => Err(Error::Superseded),
+        RotateOutcome::Gone => {
+            st.end();
+            Err(Error::SessionEnded)
+        }
+    }
+}
