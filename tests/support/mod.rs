@@ -15,6 +15,10 @@ pub mod failing_store;
 pub mod outcomes;
 pub mod race;
 #[cfg(feature = "redis")]
+pub mod redis_cluster;
+#[cfg(feature = "redis")]
+pub mod redis_sentinel;
+#[cfg(feature = "redis")]
 pub mod redis_server;
 #[cfg(feature = "redis")]
 pub use redis_server::RedisServer;
