@@ -67,16 +67,18 @@
 //! - **login from a session in another slot on a Redis Cluster node** (an
 //!   anonymous session, or switching users): the new session lives in the
 //!   user's slot and the old one in its own, which no single Cluster-safe
-//!   script may touch. The login script runs first (new session, index,
-//!   per-user limit — atomically); only if it succeeded does a second script
-//!   retire the old id as moved. That costs one extra command. On a server
-//!   without Cluster (checked with `INFO cluster` when the store is built;
-//!   a lazily connected store assumes Cluster), slots do not constrain
-//!   scripts, and the login script retires the old session itself. If the second call fails, the login still
-//!   stands and a warning is logged; the old session stays anonymous (or
-//!   stays with its previous user) until it expires, and gains nothing. A
-//!   login from a session already in the user's slot (a re-login) is one
-//!   script.
+//!   script may touch. The login script runs first (new session with the
+//!   request's own changes, index, per-user limit — atomically); only if it
+//!   succeeded does a second script take the old session's latest data and
+//!   retire it as moved, and a third call (a `save` of the new session,
+//!   which no other request knows yet) writes the taken keys the login did
+//!   not set. On a server without Cluster (checked with `INFO cluster` when
+//!   the store is built; a lazily connected store assumes Cluster), slots
+//!   do not constrain scripts, and the login script reads and retires the
+//!   old session itself. If a later call fails, the login still stands
+//!   with the request's own changes and a warning is logged; the old
+//!   session stays as it was until it expires, and gains nothing. A login
+//!   from a session already in the user's slot (a re-login) is one script.
 //! - **an alias left by periodic rotation**: the script returns the new hash
 //!   part and the store repeats the call on the new id (same slot). This
 //!   only happens during the rotation grace period.
@@ -109,7 +111,8 @@
 //! Commands per request through the middleware: a read-only request 1
 //! (`EVALSHA` load, touching at most once per touch interval); a write 2
 //! (load, save); a login 1 without a prior session, 2 from an anonymous
-//! session (load, login; 3 on a Cluster node: load, login, retire); a
+//! session (load, login; 3 on a Cluster node: load, login, retire, plus a
+//! save when the old session holds data to carry over); a
 //! logout 2 (load, revoke); a write under the session lock 4 (load, lock,
 //! save, unlock), plus one `lock` per poll while another request holds it,
 //! and one `renew_lock` per third of the lease while the guard lives.
