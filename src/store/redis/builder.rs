@@ -10,11 +10,12 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::Client;
 
 use super::cache::ClientCache;
+use super::conn::{redis_error, timed};
 use super::keys::Keys;
 use super::scripts::Scripts;
 use super::touches::{self, BATCH, FLUSH_EVERY};
 use super::tracked::TrackedLink;
-use super::{redis_error, timed, Cached, Inner, RedisStore, DEFAULT_PREFIX};
+use super::{Cached, Inner, RedisStore, DEFAULT_PREFIX};
 use crate::{Error, Result};
 
 /// Where a [`RedisStoreBuilder`] gets its connection.

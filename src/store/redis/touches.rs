@@ -24,7 +24,8 @@ use std::time::Duration;
 use ::redis::{RedisResult, Value};
 
 use super::cache::PendingTouch;
-use super::{reply, timed, Cached, Inner, RedisStore, MAX_MS};
+use super::conn::timed;
+use super::{reply, Cached, Inner, RedisStore, MAX_MS};
 
 /// How often queued touches are sent.
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);

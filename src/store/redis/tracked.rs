@@ -25,7 +25,7 @@ use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, RedisError};
 
 use super::cache::ClientCache;
-use super::{redis_error, timed};
+use super::conn::{redis_error, timed};
 use crate::{Error, Result};
 
 /// The tracked connection of one store.
