@@ -103,21 +103,22 @@ impl SessionManager {
     /// # Errors
     /// Only store failures and timeouts.
     pub async fn load(&self, token: Option<Token>, client: ClientInfo) -> Result<Session> {
-        let state = match token {
-            None => State::new(false),
-            Some(token) => match self
-                .call(self.store().load(&token.id(), self.timeouts()))
-                .await?
-            {
-                LoadOutcome::Live(l) => {
-                    let due = self.config().rotation_interval.is_some_and(|every| {
-                        l.now_ms.saturating_sub(l.meta.token_issued_ms) >= duration_ms(every)
-                    });
-                    State::loaded(token, l, due)
-                }
-                LoadOutcome::Superseded => State::superseded(),
-                LoadOutcome::Missing => State::new(true),
-            },
+        let Some(token) = token else {
+            return Ok(Session::new(self.clone(), client, State::new(false)));
+        };
+        let asked = token.id();
+        let state = match self
+            .call(self.store().load(&asked, self.timeouts()))
+            .await?
+        {
+            LoadOutcome::Live(l) => {
+                let due = self.config().rotation_interval.is_some_and(|every| {
+                    l.now_ms.saturating_sub(l.meta.token_issued_ms) >= duration_ms(every)
+                });
+                State::loaded(token, &asked, l, due)
+            }
+            LoadOutcome::Superseded => State::superseded(),
+            LoadOutcome::Missing => State::new(true),
         };
         Ok(Session::new(self.clone(), client, state))
     }

@@ -98,8 +98,9 @@ impl State {
 
     /// A live session loaded with `token`. Reached through an alias, the
     /// client's token is not this session's: no rotation, no cookie.
-    pub(crate) fn loaded(token: Token, l: Loaded, rotation_due: bool) -> Self {
-        let via_alias = l.id != token.id();
+    /// `asked` is `token`'s id, computed once by the caller (a SHA-256).
+    pub(crate) fn loaded(token: Token, asked: &SessionId, l: Loaded, rotation_due: bool) -> Self {
+        let via_alias = l.id != *asked;
         State {
             standing: Standing::Stored,
             token: (!via_alias).then_some(token),
