@@ -1,0 +1,25 @@
+//! The counters of a client-side cache, as reported to users.
+
+/// Counters of a client-side cache, from
+/// [`RedisStore::client_cache_stats`](super::super::RedisStore::client_cache_stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientCacheStats {
+    /// Sessions cached now.
+    pub entries: usize,
+    /// The most sessions the cache holds (`max_sessions`).
+    pub capacity: usize,
+    /// Loads answered from the cache, without a round trip.
+    pub hits: u64,
+    /// Loads that went to Redis.
+    pub misses: u64,
+    /// Keys named by invalidation pushes from Redis.
+    pub invalidations: u64,
+    /// Times the whole cache was emptied (disconnection, reconnection,
+    /// `FLUSHALL`, an odd push, a write whose effect is unknown).
+    pub resets: u64,
+    /// Idle-expiry touches queued by cache hits.
+    pub touches_queued: u64,
+    /// Touch calls sent to Redis by the background flush.
+    pub touches_flushed: u64,
+}
