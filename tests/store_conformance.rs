@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sessionkit::store::{
-    ClientInfo, Data, Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome, NewSession,
-    Retire, RotateOutcome, SaveOutcome, Tag, Timeouts, Token,
+    Data, Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome, NewSession, Retire,
+    RotateOutcome, SaveOutcome, Tag, Timeouts, Token,
 };
 use sessionkit::{MaxSessionsPolicy, SessionId, SessionStore, UserLimit};
 use support::outcomes::LoadOutcomeExt;
+use support::records::{anon_id, client, data, set, user_id_for};
 use support::Backend;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -27,28 +28,6 @@ fn timeouts() -> Timeouts {
         absolute: 5 * SEC,
         touch_interval: Duration::from_millis(500),
     }
-}
-
-fn client() -> ClientInfo {
-    ClientInfo {
-        user_agent: Some("conformance/1.0".into()),
-        ip: Some("192.0.2.7".parse().unwrap()),
-    }
-}
-
-fn data(pairs: &[(&str, Value)]) -> Data {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
-
-fn anon_id() -> SessionId {
-    Token::generate(&Tag::random()).id()
-}
-
-fn user_id_for(user: &str) -> SessionId {
-    Token::generate(&Tag::for_user(user)).id()
 }
 
 async fn create(store: &dyn SessionStore, d: &Data) -> SessionId {
@@ -97,13 +76,6 @@ async fn login(
 
 async fn live(store: &dyn SessionStore, id: &SessionId) -> bool {
     store.load(id, &timeouts()).await.unwrap().is_live()
-}
-
-fn set(k: &str, v: Value) -> Delta {
-    Delta {
-        set: vec![(k.to_owned(), v)],
-        ..Delta::default()
-    }
 }
 
 async fn create_then_load(b: Backend) {

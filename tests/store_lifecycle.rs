@@ -15,13 +15,14 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sessionkit::store::{
-    ClientInfo, Data, Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, Retire,
-    RotateOutcome, SaveOutcome, Tag, Timeouts, Token, MAX_ALIAS_HOPS,
+    Data, Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, Retire, RotateOutcome,
+    SaveOutcome, Tag, Timeouts, Token, MAX_ALIAS_HOPS,
 };
 use sessionkit::{MaxSessionsPolicy, SessionId, SessionStore, UserLimit};
 use support::outcomes::LoadOutcomeExt;
+use support::records::{client, data, set, user_id_for};
 use support::Backend;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -37,27 +38,6 @@ fn timeouts() -> Timeouts {
     }
 }
 
-fn client() -> ClientInfo {
-    ClientInfo {
-        user_agent: Some("conformance/1.0".into()),
-        ip: Some("192.0.2.7".parse().unwrap()),
-    }
-}
-
-fn data(pairs: &[(&str, Value)]) -> Data {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
-
-fn set(k: &str, v: Value) -> Delta {
-    Delta {
-        set: vec![(k.to_owned(), v)],
-        ..Delta::default()
-    }
-}
-
 /// A fresh id with the slot tag of `like`, as rotation needs. (The crate
 /// offers no `Tag` from a `SessionId`; a token of that tag gives one.)
 fn successor_of(like: &SessionId) -> SessionId {
@@ -65,10 +45,6 @@ fn successor_of(like: &SessionId) -> SessionId {
         .expect("a token of that tag")
         .tag();
     Token::generate(&tag).id()
-}
-
-fn user_id_for(user: &str) -> SessionId {
-    Token::generate(&Tag::for_user(user)).id()
 }
 
 async fn create(store: &dyn SessionStore, d: &Data) -> SessionId {

@@ -14,6 +14,7 @@ pub mod browser;
 pub mod failing_store;
 pub mod outcomes;
 pub mod race;
+pub mod records;
 #[cfg(feature = "redis")]
 pub mod redis_cluster;
 #[cfg(feature = "redis")]
