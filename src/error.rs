@@ -22,6 +22,32 @@ pub enum Error {
     #[error("session store did not answer within {0:?}")]
     StoreTimeout(Duration),
 
+    /// Redis refused a write because it reached `maxmemory` under
+    /// `maxmemory-policy noeviction`: nothing was changed (not even a
+    /// logout). `503`; free memory or raise `maxmemory` (see the README's
+    /// "Redis memory policy").
+    #[error(
+        "the session store is full: Redis reached maxmemory with maxmemory-policy noeviction \
+         and refused the write; nothing was changed"
+    )]
+    StoreFull,
+
+    /// A revocation (logout, revoke, "log out everywhere") was applied on the
+    /// Redis primary, but fewer replicas than
+    /// [`durable_revocations`](crate::redis::RedisStoreBuilder::durable_revocations)
+    /// asks for acknowledged it in time, so a failover could still undo it.
+    /// `503`: retry the revocation (repeating it is harmless).
+    #[error(
+        "the revocation was applied on the Redis primary but only {acked} of {wanted} replicas \
+         acknowledged it in time: a failover could undo it; retry"
+    )]
+    NotDurable {
+        /// Replicas that acknowledged the write.
+        acked: u64,
+        /// Replicas asked for.
+        wanted: u64,
+    },
+
     /// A login was refused by `max_sessions_per_user(_, RejectNew)`; nothing
     /// was changed.
     #[error("login refused: the user already holds the maximum of {max} sessions")]
@@ -154,7 +180,11 @@ impl Error {
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode as S;
         match self {
-            Error::Store(_) | Error::StoreTimeout(_) | Error::StandIn => S::SERVICE_UNAVAILABLE,
+            Error::Store(_)
+            | Error::StoreTimeout(_)
+            | Error::StoreFull
+            | Error::NotDurable { .. }
+            | Error::StandIn => S::SERVICE_UNAVAILABLE,
             Error::TooManySessions { .. } | Error::LockLost | Error::Superseded => S::CONFLICT,
             Error::LockTimeout(_) => S::LOCKED,
             Error::SessionEnded => S::UNAUTHORIZED,
@@ -174,9 +204,11 @@ impl Error {
     /// messages (meant for the developer) are shown.
     pub fn client_message(&self) -> String {
         match self {
-            Error::Store(_) | Error::StoreTimeout(_) | Error::StandIn => {
-                "session store unavailable".to_owned()
-            }
+            Error::Store(_)
+            | Error::StoreTimeout(_)
+            | Error::StoreFull
+            | Error::NotDurable { .. }
+            | Error::StandIn => "session store unavailable".to_owned(),
             other => other.to_string(),
         }
     }

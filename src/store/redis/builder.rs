@@ -1,5 +1,5 @@
-//! [`RedisStoreBuilder`]: connection, key prefix, timeouts, reconnection,
-//! client-side cache.
+//! [`RedisStoreBuilder`]: topology (standalone, Cluster, Sentinel), key
+//! prefix, timeouts, reconnection, client-side cache, durable revocations.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -9,35 +9,44 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::Client;
 
-use super::cache::ClientCache;
-use super::conn::{redis_error, timed};
+use super::cache::{spawn_flusher, spawn_heartbeat};
+use super::connection::Backend;
 use super::keys::Keys;
+use super::open::cluster_enabled;
 use super::scripts::Scripts;
-use super::touches::{self, BATCH, FLUSH_EVERY};
-use super::tracked::TrackedLink;
-use super::{Cached, Inner, RedisStore, DEFAULT_PREFIX};
+use super::{Inner, RedisStore, DEFAULT_PREFIX};
 use crate::{Error, Result};
 
 /// Where a [`RedisStoreBuilder`] gets its connection.
-enum Source {
+pub(super) enum Source {
     None,
     Url(String),
     Client(Client),
     Manager(ConnectionManager),
+    /// Seed nodes of a Redis Cluster (URLs).
+    Cluster(Vec<String>),
+    /// A master name and the URLs of its sentinels.
+    Sentinel {
+        master: String,
+        sentinels: Vec<String>,
+    },
 }
 
 /// Builds a [`RedisStore`]: connection, key prefix, timeouts, reconnection.
 /// Start with [`RedisStore::builder`].
 pub struct RedisStoreBuilder {
-    source: Source,
+    pub(super) source: Source,
     prefix: String,
-    command_timeout: Duration,
-    connection_timeout: Duration,
-    retries: usize,
-    retry_min_delay: Duration,
-    retry_max_delay: Duration,
-    lazy: bool,
-    client_cache: Option<NonZeroUsize>,
+    pub(super) command_timeout: Duration,
+    pub(super) connection_timeout: Duration,
+    pub(super) retries: usize,
+    pub(super) retry_min_delay: Duration,
+    pub(super) retry_max_delay: Duration,
+    pub(super) lazy: bool,
+    pub(super) client_cache: Option<NonZeroUsize>,
+    pub(super) heartbeat: Duration,
+    pub(super) durable: Option<(u64, Duration)>,
+    pub(super) sentinel_master_password: Option<String>,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -48,6 +57,8 @@ impl fmt::Debug for RedisStoreBuilder {
             Source::Url(_) => "url",
             Source::Client(_) => "client",
             Source::Manager(_) => "connection manager",
+            Source::Cluster(_) => "cluster",
+            Source::Sentinel { .. } => "sentinel",
         };
         f.debug_struct("RedisStoreBuilder")
             .field("source", &source)
@@ -59,7 +70,9 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("retry_max_delay", &self.retry_max_delay)
             .field("lazy", &self.lazy)
             .field("client_cache", &self.client_cache)
-            .finish()
+            .field("heartbeat_interval", &self.heartbeat)
+            .field("durable_revocations", &self.durable)
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,6 +90,9 @@ impl RedisStoreBuilder {
             retry_max_delay: Duration::from_secs(2),
             lazy: false,
             client_cache: None,
+            heartbeat: Duration::from_secs(1),
+            durable: None,
+            sentinel_master_password: None,
         }
     }
 
@@ -85,6 +101,96 @@ impl RedisStoreBuilder {
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.source = Source::Url(url.into());
         self
+    }
+
+    /// Connect to a Redis Cluster through these seed nodes (URLs such as
+    /// `redis://10.0.0.1:7000`, `rediss://` with the `redis-tls` feature;
+    /// one reachable node is enough, the rest is discovered). Calls are
+    /// routed by slot to primaries (never replicas: a replica may lag), and
+    /// follow `MOVED`/`ASK` and failovers by themselves.
+    ///
+    /// ```no_run
+    /// # use sessionkit::redis::RedisStore;
+    /// # #[tokio::main] async fn main() -> sessionkit::Result<()> {
+    /// let store = RedisStore::builder()
+    ///     .cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+    ///     .build()
+    ///     .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub fn cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.source = Source::Cluster(nodes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Connect to the master `master_name` of a Sentinel deployment, asking
+    /// these sentinels (URLs such as `redis://10.0.0.1:26379`) where it is.
+    /// The store asks again whenever its connection breaks, a write is
+    /// refused with `READONLY`, or the heartbeat finds the server demoted:
+    /// after a failover, requests reach the new master without an app
+    /// restart (they get 503 until the sentinels promote one). Use
+    /// [`sentinel_master_password`](Self::sentinel_master_password) when
+    /// the data nodes need a password; TLS to the master follows the
+    /// sentinels' scheme (`rediss://`).
+    ///
+    /// ```no_run
+    /// # use sessionkit::redis::RedisStore;
+    /// # #[tokio::main] async fn main() -> sessionkit::Result<()> {
+    /// let store = RedisStore::builder()
+    ///     .sentinel("mymaster", ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"])
+    ///     .build()
+    ///     .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub fn sentinel<I, S>(mut self, master_name: impl Into<String>, sentinels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.source = Source::Sentinel {
+            master: master_name.into(),
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+        };
+        self
+    }
+
+    /// The password of the data nodes of a [`sentinel`](Self::sentinel)
+    /// deployment (the sentinels' own password goes in their URLs).
+    pub fn sentinel_master_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_master_password = Some(password.into());
+        self
+    }
+
+    /// The topology from the environment, as the demos read it:
+    /// `REDIS_CLUSTER_NODES` (comma-separated URLs) for a Cluster, else
+    /// `REDIS_SENTINELS` (comma-separated URLs) with `REDIS_SENTINEL_MASTER`
+    /// (default `mymaster`) for Sentinel, else `REDIS_URL` for one server.
+    /// `None` when none is set.
+    pub fn from_env(self) -> Option<Self> {
+        let list = |name: &str| -> Option<Vec<String>> {
+            let v = std::env::var(name).ok()?;
+            let items: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            (!items.is_empty()).then_some(items)
+        };
+        if let Some(nodes) = list("REDIS_CLUSTER_NODES") {
+            return Some(self.cluster(nodes));
+        }
+        if let Some(sentinels) = list("REDIS_SENTINELS") {
+            let master =
+                std::env::var("REDIS_SENTINEL_MASTER").unwrap_or_else(|_| "mymaster".to_owned());
+            return Some(self.sentinel(master, sentinels));
+        }
+        let url = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty())?;
+        Some(self.url(url))
     }
 
     /// Connect with an existing client; the store opens its own
@@ -144,6 +250,34 @@ impl RedisStoreBuilder {
     /// back). Default off: `build` fails fast on a wrong URL or a dead server.
     pub fn lazy_connect(mut self, lazy: bool) -> Self {
         self.lazy = lazy;
+        self
+    }
+
+    /// How often the store checks its tracked connections (client-side
+    /// cache) and its Sentinel master with a `ROLE`. Default 1 s. A cached
+    /// session is served only while its server answered within two
+    /// intervals: that is how long a partitioned instance may serve copies,
+    /// revoked sessions included. A server found demoted to replica loses
+    /// its connection and its copies at once.
+    pub fn heartbeat_interval(mut self, every: Duration) -> Self {
+        self.heartbeat = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Makes logout, [`revoke`](crate::SessionManager::revoke) and "log out
+    /// everywhere" wait until `replicas` replicas acknowledged the
+    /// revocation (`WAIT replicas timeout`), so that a failover cannot bring
+    /// the session back (see the README's "What a failover can lose").
+    /// If fewer acknowledge within `timeout`, the call fails with
+    /// [`Error::NotDurable`] (503; the revocation did happen on the primary,
+    /// and retrying is harmless). Off by default.
+    ///
+    /// `WAIT` blocks the connection it runs on, so revocations then go over
+    /// a connection of their own: other requests never wait for replicas,
+    /// but revocations of one process queue behind each other while a
+    /// replica is slow.
+    pub fn durable_revocations(mut self, replicas: u64, timeout: Duration) -> Self {
+        self.durable = Some((replicas, timeout));
         self
     }
 
@@ -224,10 +358,10 @@ impl RedisStoreBuilder {
     /// Connects (unless lazy) and loads the scripts.
     ///
     /// # Errors
-    /// No URL, client or connection given; an invalid URL or key prefix;
-    /// Redis unreachable within the connection timeout (unless lazy); a
-    /// client-side cache with a connection manager as the source, or a
-    /// server that refuses `CLIENT TRACKING` (unless lazy).
+    /// No URL, client, connection, Cluster or Sentinel given; an invalid URL
+    /// or key prefix; Redis unreachable within the connection timeout
+    /// (unless lazy); a client-side cache with a connection manager as the
+    /// source, or a server that refuses `CLIENT TRACKING` (unless lazy).
     pub async fn build(self) -> Result<RedisStore> {
         if self.prefix.contains(['{', '}']) {
             return Err(Error::store(format!(
@@ -235,107 +369,66 @@ impl RedisStoreBuilder {
                 self.prefix
             )));
         }
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.command_timeout))
-            .set_connection_timeout(Some(self.connection_timeout))
-            .set_number_of_retries(self.retries)
-            .set_min_delay(self.retry_min_delay)
-            .set_max_delay(self.retry_max_delay);
-        let connect_limit = self.connection_timeout.max(self.command_timeout);
-        let mut cache_client = None;
-        let conn = match self.source {
-            Source::None => {
-                return Err(Error::store(
-                    "RedisStore::builder() needs a URL, a client or a connection manager",
-                ))
-            }
-            Source::Manager(_) if self.client_cache.is_some() => {
-                return Err(Error::store(
-                    "RedisStoreBuilder::client_cache needs a URL or a client (it opens a connection of its own), not a connection manager",
-                ))
-            }
-            Source::Manager(conn) => conn,
-            Source::Url(url) => {
-                let client = Client::open(url.as_str()).map_err(Error::store)?;
-                cache_client = Some(client.clone());
-                connect(client, config, self.lazy, connect_limit).await?
-            }
-            Source::Client(client) => {
-                cache_client = Some(client.clone());
-                connect(client, config, self.lazy, connect_limit).await?
-            }
+        if matches!(self.source, Source::Manager(_)) && self.client_cache.is_some() {
+            return Err(Error::store(
+                "RedisStoreBuilder::client_cache needs a URL, a client, a Cluster or Sentinel (it opens connections of its own), not a connection manager",
+            ));
+        }
+        #[cfg(feature = "redis-tls")]
+        {
+            // rustls needs a process-wide crypto provider; another part of
+            // the app may have installed one already, which is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let backend = self.open_backend().await?;
+        let cache = self.open_cache(&backend).await?;
+        let durable_backend = match self.durable {
+            Some(_) => Some(self.open_backend().await?),
+            None => None,
         };
-        let cache = match (self.client_cache, cache_client) {
-            (Some(max), Some(client)) => {
-                let margin = FLUSH_EVERY.saturating_add(self.command_timeout);
-                let cache = Arc::new(ClientCache::new(
-                    max,
-                    i64::try_from(margin.as_millis()).unwrap_or(i64::MAX),
-                    BATCH,
-                ));
-                let link = TrackedLink::new(
-                    &client,
-                    self.connection_timeout,
-                    self.command_timeout,
-                    cache.clone(),
-                )?;
-                if !self.lazy {
-                    link.get().await?;
-                }
-                Some(Cached { cache, link })
-            }
-            _ => None,
+        let one_slot_per_call = match &backend {
+            Backend::Cluster(_) => true,
+            _ if self.lazy => true,
+            _ => cluster_enabled(&backend, self.command_timeout).await?,
         };
-        let one_slot_per_call = if self.lazy {
-            true
-        } else {
-            cluster_enabled(&conn, self.command_timeout).await?
-        };
+        let watch_sentinel = matches!(backend, Backend::Sentinel(_));
         let store = RedisStore {
             inner: Arc::new(Inner {
-                conn,
+                backend,
                 keys: Keys::new(&self.prefix),
                 scripts: Scripts::new(),
                 command_timeout: self.command_timeout,
                 one_slot_per_call,
                 cache,
+                heartbeat: self.heartbeat,
+                durable: self.durable,
+                durable_backend,
             }),
         };
         if store.inner.cache.is_some() {
-            touches::spawn_flusher(Arc::downgrade(&store.inner));
+            spawn_flusher(Arc::downgrade(&store.inner));
+        }
+        if store.inner.cache.is_some() || watch_sentinel {
+            spawn_heartbeat(Arc::downgrade(&store.inner), self.heartbeat);
         }
         if !self.lazy {
             store.preload_scripts().await?;
         }
         Ok(store)
     }
-}
 
-/// Opens an auto-reconnecting connection: now, or on first use when lazy.
-async fn connect(
-    client: Client,
-    config: ConnectionManagerConfig,
-    lazy: bool,
-    limit: Duration,
-) -> Result<ConnectionManager> {
-    if lazy {
-        return ConnectionManager::new_lazy_with_config(client, config).map_err(Error::store);
+    /// The settings of a connection manager.
+    pub(super) fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.command_timeout))
+            .set_connection_timeout(Some(self.connection_timeout))
+            .set_number_of_retries(self.retries)
+            .set_min_delay(self.retry_min_delay)
+            .set_max_delay(self.retry_max_delay)
     }
-    timed(limit, ConnectionManager::new_with_config(client, config))
-        .await?
-        .map_err(|e| redis_error(e, limit))
-}
 
-/// Whether the server runs in Cluster mode (`INFO cluster`). Only then must
-/// each script call stay in one slot; a standalone server lets a login
-/// retire an anonymous session in the same call.
-async fn cluster_enabled(conn: &ConnectionManager, limit: Duration) -> Result<bool> {
-    let mut conn = conn.clone();
-    let info: String = timed(
-        limit,
-        ::redis::cmd("INFO").arg("cluster").query_async(&mut conn),
-    )
-    .await?
-    .map_err(|e| redis_error(e, limit))?;
-    Ok(info.lines().any(|l| l.trim() == "cluster_enabled:1"))
+    /// The longest a connection attempt may take, all in all.
+    pub(super) fn connect_limit(&self) -> Duration {
+        self.connection_timeout.max(self.command_timeout)
+    }
 }

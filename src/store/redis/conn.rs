@@ -1,34 +1,22 @@
-//! Connection plumbing of [`RedisStore`]: which connection a call goes
-//! over (the shared one, or the client cache's tracked one), running a
-//! script call under the command timeout, and the cache bookkeeping each
-//! call needs (tickets, forgetting ended sessions).
+//! How one store call reaches Redis: which connection it goes over (the
+//! plain one of the topology, or the tracked link of the client cache that
+//! serves its key), running a script call under the command timeout, and
+//! the cache bookkeeping each call needs (tickets, forgetting ended
+//! sessions).
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use ::redis::{RedisError, Script, ScriptInvocation, Value};
+use ::redis::aio::{ConnectionManager, MultiplexedConnection};
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use ::redis::{Script, ScriptInvocation, Value};
 
-use super::cache::Ticket;
-use super::{Conn, RedisStore};
+use super::cache::{ClientCache, Ticket};
+use super::connection::link::Link;
+use super::connection::{is_redirect, redis_error, timed, Backend};
+use super::keys::key_slot;
+use super::RedisStore;
 use crate::{Error, Result, SessionId};
-
-/// Runs a future under a time limit.
-pub(super) async fn timed<T>(
-    limit: Duration,
-    fut: impl std::future::Future<Output = T>,
-) -> Result<T> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .map_err(|_| Error::StoreTimeout(limit))
-}
-
-/// A Redis error as a sessionkit error.
-pub(super) fn redis_error(e: RedisError, limit: Duration) -> Error {
-    if e.is_timeout() {
-        Error::StoreTimeout(limit)
-    } else {
-        Error::store(e)
-    }
-}
 
 /// A script invocation with these KEYS.
 pub(super) fn invocation<'a>(script: &'a Script, keys: &[String]) -> ScriptInvocation<'a> {
@@ -39,31 +27,75 @@ pub(super) fn invocation<'a>(script: &'a Script, keys: &[String]) -> ScriptInvoc
     inv
 }
 
+/// The connection one call goes over.
+pub(super) enum Conn {
+    /// A standalone server's auto-reconnecting connection.
+    Manager(ConnectionManager),
+    /// A Cluster connection (redis-rs routes by key).
+    Cluster(ClusterConnection),
+    /// A link (the Sentinel master, or a tracked link of the cache) and
+    /// the epoch of its connection.
+    Link {
+        link: Arc<Link>,
+        conn: MultiplexedConnection,
+        epoch: u64,
+    },
+}
+
 impl RedisStore {
-    /// The connection for the next call: the tracked one with a cache.
-    pub(super) async fn conn(&self) -> Result<Conn> {
-        match &self.inner.cache {
-            None => Ok(Conn::Shared(self.inner.conn.clone())),
-            Some(c) => {
-                let (conn, epoch) = c.link.get().await?;
-                Ok(Conn::Tracked { conn, epoch })
-            }
+    /// The connection for a call whose first key is `key`.
+    pub(super) async fn conn(&self, key: &str) -> Result<Conn> {
+        if let Some(nodes) = &self.inner.cache {
+            let link = match nodes.link(key).await {
+                Ok(link) => link,
+                Err(e) => {
+                    nodes.mark_stale();
+                    return Err(e);
+                }
+            };
+            let (conn, epoch) = link.get().await?;
+            return Ok(Conn::Link { link, conn, epoch });
         }
+        Self::plain(&self.inner.backend).await
+    }
+
+    /// A connection of `backend` (no cache).
+    pub(super) async fn plain(backend: &Backend) -> Result<Conn> {
+        Ok(match backend {
+            Backend::Standalone(c) => Conn::Manager(c.clone()),
+            Backend::Cluster(c) => Conn::Cluster(c.clone()),
+            Backend::Sentinel(link) => {
+                let (conn, epoch) = link.get().await?;
+                Conn::Link {
+                    link: link.clone(),
+                    conn,
+                    epoch,
+                }
+            }
+        })
     }
 
     /// Runs one script call on `conn` under the command timeout.
     pub(super) async fn exec(&self, conn: &mut Conn, inv: &ScriptInvocation<'_>) -> Result<Value> {
         let limit = self.inner.command_timeout;
         match conn {
-            Conn::Shared(conn) => timed(limit, inv.invoke_async::<Value>(conn))
+            Conn::Manager(c) => timed(limit, inv.invoke_async::<Value>(c))
                 .await?
                 .map_err(|e| redis_error(e, limit)),
-            Conn::Tracked { conn, epoch } => {
+            Conn::Cluster(c) => timed(limit, inv.invoke_async::<Value>(c))
+                .await?
+                .map_err(|e| redis_error(e, limit)),
+            Conn::Link { link, conn, epoch } => {
                 let result = timed(limit, inv.invoke_async::<Value>(conn)).await?;
-                if let Some(c) = &self.inner.cache {
-                    match &result {
-                        Ok(_) => c.link.replied(),
-                        Err(e) => c.link.failed(*epoch, e),
+                match &result {
+                    Ok(_) => link.replied(),
+                    Err(e) => {
+                        link.failed(*epoch, e);
+                        if is_redirect(e) || e.is_connection_dropped() || e.is_io_error() {
+                            if let Some(nodes) = &self.inner.cache {
+                                nodes.mark_stale();
+                            }
+                        }
                     }
                 }
                 result.map_err(|e| redis_error(e, limit))
@@ -71,32 +103,56 @@ impl RedisStore {
         }
     }
 
-    /// Runs one script call under the command timeout.
-    pub(super) async fn run(&self, inv: &ScriptInvocation<'_>) -> Result<Value> {
-        let mut conn = self.conn().await?;
+    /// Runs one script call whose first key is `key` under the command
+    /// timeout.
+    pub(super) async fn run(&self, key: &str, inv: &ScriptInvocation<'_>) -> Result<Value> {
+        let mut conn = self.conn(key).await?;
         self.exec(&mut conn, inv).await
     }
 
-    /// Starts a call on session key `key` for the cache, if there is one.
+    /// Starts a call on session key `key` for the cache, if `conn` feeds one.
     pub(super) fn ticket(&self, conn: &Conn, key: &str) -> Option<Ticket> {
-        match (&self.inner.cache, conn) {
-            (Some(c), Conn::Tracked { epoch, .. }) => Some(c.cache.begin(key.to_owned(), *epoch)),
+        match conn {
+            Conn::Link { link, epoch, .. } => link.cache().map(|c| c.begin(key.to_owned(), *epoch)),
             _ => None,
         }
     }
 
+    /// The cache that may serve `key` now: its link exists and its server
+    /// proved alive within two heartbeat intervals (so a partitioned
+    /// instance stops serving copies within that bound, whatever the load).
+    pub(super) fn cache_for(&self, key: &str) -> Option<Arc<ClientCache>> {
+        let link = self.inner.cache.as_ref()?.cached_link(key)?;
+        if !link.confirmed_within(2 * self.inner.heartbeat) {
+            return None;
+        }
+        link.cache().cloned()
+    }
+
+    /// Every cache (one per server).
+    pub(super) fn caches(&self) -> Vec<Arc<ClientCache>> {
+        self.inner.cache.as_ref().map_or_else(Vec::new, |nodes| {
+            nodes
+                .all()
+                .iter()
+                .filter_map(|l| l.cache().cloned())
+                .collect()
+        })
+    }
+
     /// Drops a session this store ended from its cache.
     pub(super) fn forget(&self, id: &SessionId) {
-        if let Some(c) = &self.inner.cache {
-            c.cache.forget(&self.inner.keys.session(id));
+        let key = self.inner.keys.session(id);
+        for cache in self.caches() {
+            cache.forget(&key);
         }
     }
 
     /// A write failed after it may have run, and which sessions it ended is
     /// unknown (login evictions, `revoke_user`): empty the cache.
     pub(super) fn forget_all(&self) {
-        if let Some(c) = &self.inner.cache {
-            c.cache.reset();
+        for cache in self.caches() {
+            cache.reset();
         }
     }
 
@@ -107,6 +163,55 @@ impl RedisStore {
             "1"
         } else {
             "0"
+        }
+    }
+
+    /// With [`durable_revocations`](super::RedisStoreBuilder::durable_revocations):
+    /// waits until enough replicas acknowledged every write sent on `conn`
+    /// so far (`WAIT`), the revocation just made on key `key` included.
+    pub(super) async fn wait_durable(&self, conn: &mut Conn, key: &str) -> Result<()> {
+        let Some((wanted, timeout)) = self.inner.durable else {
+            return Ok(());
+        };
+        let mut wait = ::redis::cmd("WAIT");
+        wait.arg(wanted).arg(
+            u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+        let limit = timeout + self.inner.command_timeout;
+        let acked: Result<u64> = match conn {
+            Conn::Manager(c) => timed(limit, wait.query_async::<u64>(c))
+                .await?
+                .map_err(|e| redis_error(e, limit)),
+            Conn::Link { conn, .. } => timed(limit, wait.query_async::<u64>(conn))
+                .await?
+                .map_err(|e| redis_error(e, limit)),
+            Conn::Cluster(c) => {
+                // WAIT has no key: send it to the primary that took the write.
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::new(key_slot(key), SlotAddr::Master),
+                ));
+                timed(limit, c.route_command(wait, route))
+                    .await?
+                    .and_then(|v| ::redis::from_redis_value::<u64>(v).map_err(Into::into))
+                    .map_err(|e| redis_error(e, limit))
+            }
+        };
+        let acked = acked?;
+        if acked < wanted {
+            return Err(Error::NotDurable { acked, wanted });
+        }
+        Ok(())
+    }
+
+    /// The connection revocations go over: with durable revocations, a
+    /// connection of their own (`WAIT` blocks the connection it runs on,
+    /// which must not stall every other request), else the usual one.
+    pub(super) async fn revocation_conn(&self, key: &str) -> Result<Conn> {
+        match &self.inner.durable_backend {
+            Some(backend) => Self::plain(backend).await,
+            None => self.conn(key).await,
         }
     }
 }

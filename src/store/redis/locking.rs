@@ -27,7 +27,7 @@ impl RedisStore {
                 .arg(ms(timeouts.touch_interval))
                 .arg(asked.hash_part())
                 .arg(lease_ms(lease));
-            let mut conn = self.conn().await?;
+            let mut conn = self.conn(&keys[0]).await?;
             // The reply carries the whole session, read after the script's
             // writes: it refreshes the cache as a load does. A lock is never
             // served from the cache: taking it is a write.
@@ -134,7 +134,7 @@ impl RedisStore {
             let keys = self.inner.keys.lock_and_session(&target);
             let mut inv = invocation(script, &keys);
             args(&mut inv);
-            let items = reply::array(script_name, self.run(&inv).await?)?;
+            let items = reply::array(script_name, self.run(&keys[0], &inv).await?)?;
             let status = reply::status(script_name, &items)?;
             if status != "alias" {
                 return Ok(Some(status));

@@ -56,7 +56,7 @@ impl RedisStore {
         }
         client_fields(&mut inv, login.client);
         data_fields(&mut inv, delta.set.iter().map(|(k, v)| (k, v)))?;
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn(&keys.login[0]).await?;
         // The new session is not cached (its first load is); the old one,
         // retired here, and the evicted ones leave the cache.
         let old_ticket = match login.old {
@@ -149,7 +149,7 @@ impl RedisStore {
         let mut inv = invocation(&self.inner.scripts.retire, keys);
         inv.arg(ms(grace)).arg(old.hash_part());
         let outcome = async {
-            let mut conn = self.conn().await?;
+            let mut conn = self.conn(&keys[0]).await?;
             let ticket = self.ticket(&conn, &keys[0]);
             let items = reply::array(S, self.exec(&mut conn, &inv).await?);
             if let Some(t) = ticket {

@@ -172,29 +172,27 @@ mod args;
 mod builder;
 mod cache;
 mod conn;
+mod connection;
 mod keys;
 mod locking;
 mod login;
+mod open;
 mod ops;
 mod reply;
 mod scripts;
-mod touches;
-mod tracked;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, MultiplexedConnection};
-
 pub use self::builder::RedisStoreBuilder;
-use self::cache::ClientCache;
 pub use self::cache::ClientCacheStats;
-use self::conn::{redis_error, timed};
+use self::connection::nodes::CacheNodes;
+pub use self::connection::RedisConnection;
+use self::connection::{redis_error, timed, Backend};
 pub use self::keys::key_slot;
 use self::keys::Keys;
 use self::scripts::Scripts;
-use self::tracked::TrackedLink;
 use crate::clock::duration_ms;
 use crate::token::Tag;
 use crate::{Result, SessionId};
@@ -244,45 +242,35 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    /// The topology's plain connection.
+    backend: Backend,
     keys: Keys,
     scripts: Scripts,
     command_timeout: Duration,
     /// Whether every script call must stay in one hash slot: true on a
-    /// Cluster node, or when the server could not be asked (lazy connect).
+    /// Cluster, or when the server could not be asked (lazy connect).
     one_slot_per_call: bool,
-    /// The client-side cache, when [`RedisStoreBuilder::client_cache`] is on.
-    cache: Option<Cached>,
-}
-
-/// A client-side cache and the tracked connection that feeds it. With the
-/// cache on, every script call goes over that connection: `NOLOOP` spares
-/// the store invalidations for its own writes, which it applies itself.
-struct Cached {
-    cache: Arc<ClientCache>,
-    link: Arc<TrackedLink>,
-}
-
-/// The connection one call goes over.
-enum Conn {
-    /// The shared auto-reconnecting connection (no cache).
-    Shared(ConnectionManager),
-    /// The tracked connection of the cache, and its epoch.
-    Tracked {
-        conn: MultiplexedConnection,
-        epoch: u64,
-    },
+    /// The tracked links of the client-side cache, when
+    /// [`RedisStoreBuilder::client_cache`] is on. With the cache on, every
+    /// script call goes over them: `NOLOOP` spares the store invalidations
+    /// for its own writes, which it applies itself.
+    cache: Option<CacheNodes>,
+    /// The heartbeat interval (cache links, Sentinel).
+    heartbeat: Duration,
+    /// Replicas and timeout of [`RedisStoreBuilder::durable_revocations`].
+    durable: Option<(u64, Duration)>,
+    /// The connection revocations go over when they are durable.
+    durable_backend: Option<Backend>,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
+            .field("topology", &self.inner.backend.topology())
             .field("key_prefix", &self.inner.keys.prefix())
             .field("command_timeout", &self.inner.command_timeout)
-            .field(
-                "client_cache",
-                &self.inner.cache.as_ref().map(|c| c.cache.stats()),
-            )
+            .field("client_cache", &self.client_cache_stats())
+            .field("durable_revocations", &self.inner.durable)
             .finish_non_exhaustive()
     }
 }
@@ -309,9 +297,14 @@ impl RedisStore {
         self.inner.keys.prefix()
     }
 
-    /// The store's connection (a cheap clone), for your own commands.
-    pub fn connection(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+    /// A connection to the store's Redis (a cheap clone of the store's
+    /// plain one), for your own commands; on a Cluster it routes by key, on
+    /// Sentinel it goes to the current master.
+    ///
+    /// # Errors
+    /// With Sentinel, no master reachable within the connection timeout.
+    pub async fn connection(&self) -> Result<RedisConnection> {
+        self.inner.backend.connection().await
     }
 
     /// The Redis key of a session, for inspection and tests.
@@ -330,9 +323,11 @@ impl RedisStore {
     }
 
     pub(crate) async fn preload_scripts(&self) -> Result<()> {
+        // On a Cluster, `SCRIPT LOAD` goes to every primary. A replica
+        // promoted later answers NOSCRIPT once; the call then loads it.
         let limit = self.inner.command_timeout;
         for script in self.inner.scripts.all() {
-            let mut conn = self.inner.conn.clone();
+            let mut conn = self.connection().await?;
             timed(limit, script.load_async(&mut conn))
                 .await?
                 .map_err(|e| redis_error(e, limit))?;
@@ -344,12 +339,18 @@ impl RedisStore {
     /// For tests and monitoring: it never exceeds the `max_sessions` given
     /// to [`RedisStoreBuilder::client_cache`].
     pub fn cached_len(&self) -> usize {
-        self.inner.cache.as_ref().map_or(0, |c| c.cache.len())
+        self.caches().iter().map(|c| c.len()).sum()
     }
 
     /// The counters of the client-side cache (hits, misses, invalidations,
-    /// resets, touches), or `None` without one.
+    /// resets, touches; on a Cluster, summed over the primaries' caches),
+    /// or `None` without one.
     pub fn client_cache_stats(&self) -> Option<ClientCacheStats> {
-        self.inner.cache.as_ref().map(|c| c.cache.stats())
+        self.inner.cache.as_ref()?;
+        Some(
+            self.caches()
+                .iter()
+                .fold(ClientCacheStats::default(), |sum, c| sum.plus(&c.stats())),
+        )
     }
 }

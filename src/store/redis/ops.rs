@@ -39,7 +39,7 @@ impl RedisStore {
             inv.arg(format!("d:{key}"));
         }
         data_fields(&mut inv, delta.set.iter().map(|(k, v)| (k, v)))?;
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn(&keys[0]).await?;
         let ticket = self.ticket(&conn, &keys[0]);
         let items = reply::array("save", self.exec(&mut conn, &inv).await?)?;
         Ok((items, ticket))
@@ -78,9 +78,9 @@ impl SessionStore for RedisStore {
         let idle = ms(timeouts.idle);
         // A chain of aliases when the successor was rotated again.
         for _ in 0..=MAX_ALIAS_HOPS {
-            if let Some(c) = &self.inner.cache {
-                let key = self.inner.keys.session(&asked);
-                let hit = c.cache.lookup(&key, timeouts, idle, || {
+            let key = self.inner.keys.session(&asked);
+            if let Some(cache) = self.cache_for(&key) {
+                let hit = cache.lookup(&key, timeouts, idle, || {
                     (
                         self.inner.keys.index(asked.tag()),
                         asked.hash_part().to_owned(),
@@ -96,7 +96,7 @@ impl SessionStore for RedisStore {
                 .arg(ms(timeouts.touch_interval))
                 .arg(asked.hash_part())
                 .arg(self.cache_flag());
-            let mut conn = self.conn().await?;
+            let mut conn = self.conn(&keys[0]).await?;
             // Only live sessions are cached, under their own key; anything
             // else read here (nothing, a marker, corrupt data) ends the
             // ticket as gone.
@@ -154,7 +154,7 @@ impl SessionStore for RedisStore {
         let mut inv = invocation(&self.inner.scripts.create, &keys);
         inv.arg(ms(timeouts.idle)).arg(ms(timeouts.absolute));
         new_session_fields(&mut inv, session.data, session.client)?;
-        let items = reply::array(S, self.run(&inv).await?)?;
+        let items = reply::array(S, self.run(&keys[0], &inv).await?)?;
         Ok(Written {
             now_ms: reply::int(S, reply::at(S, &items, 0)?)?,
             expires_at_ms: reply::int(S, reply::at(S, &items, 1)?)?,
@@ -244,7 +244,7 @@ impl SessionStore for RedisStore {
             .arg(ms(grace))
             .arg(old.hash_part())
             .arg(new.hash_part());
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn(&keys[0]).await?;
         // The old key leaves the cache whatever happened; the new one is
         // cached by its first load.
         let ticket = self.ticket(&conn, &keys[0]);
@@ -269,13 +269,15 @@ impl SessionStore for RedisStore {
         inv.arg(id.hash_part());
         // Not served from the cache from now on, and not cached again.
         self.forget(id);
-        let mut conn = self.conn().await?;
+        let mut conn = self.revocation_conn(&keys[0]).await?;
         let ticket = self.ticket(&conn, &keys[0]);
         let ended = self.exec(&mut conn, &inv).await?;
         if let Some(t) = ticket {
             t.gone();
         }
-        Ok(reply::int("revoke", &ended)? > 0)
+        let ended = reply::int("revoke", &ended)? > 0;
+        self.wait_durable(&mut conn, &keys[0]).await?;
+        Ok(ended)
     }
 
     async fn revoke_user(&self, user_id: &str, except: Option<&SessionId>) -> Result<u64> {
@@ -288,8 +290,9 @@ impl SessionStore for RedisStore {
         };
         let mut inv = invocation(&self.inner.scripts.revoke_user, &keys);
         inv.arg(user_id).arg(keep);
+        let mut conn = self.revocation_conn(&keys[0]).await?;
         let ended = async {
-            let ended = reply::array(S, self.run(&inv).await?)?;
+            let ended = reply::array(S, self.exec(&mut conn, &inv).await?)?;
             ended
                 .iter()
                 .map(|hash| reply::text(S, hash))
@@ -305,7 +308,9 @@ impl SessionStore for RedisStore {
             // It may have run: which sessions it ended is unknown.
             Err(_) => self.forget_all(),
         }
-        Ok(u64::try_from(ended?.len()).unwrap_or(u64::MAX))
+        let ended = u64::try_from(ended?.len()).unwrap_or(u64::MAX);
+        self.wait_durable(&mut conn, &keys[0]).await?;
+        Ok(ended)
     }
 
     async fn sessions_of(&self, user_id: &str, timeouts: &Timeouts) -> Result<Vec<SessionInfo>> {
@@ -315,7 +320,7 @@ impl SessionStore for RedisStore {
         let mut inv = invocation(&self.inner.scripts.sessions_of, &keys);
         inv.arg(user_id).arg(ms(timeouts.idle));
         let mut list = Vec::new();
-        for row in reply::array(S, self.run(&inv).await?)? {
+        for row in reply::array(S, self.run(&keys[0], &inv).await?)? {
             // One corrupt session must not hide the user's other sessions:
             // a row that does not decode is skipped with a warning.
             let decoded = (|| -> Result<Option<(SessionId, Meta, i64)>> {

@@ -1,7 +1,10 @@
 //! The client-side session cache of a [`RedisStore`](super::RedisStore)
-//! built with [`client_cache`](super::RedisStoreBuilder::client_cache): the
-//! bookkeeping only, free of I/O (the connection that feeds it is in
-//! `tracked.rs`, the batched touches in `touches.rs`).
+//! built with [`client_cache`](super::RedisStoreBuilder::client_cache). The
+//! bookkeeping (`client.rs`, `ticket.rs`) is free of I/O; the batched
+//! touches (`touches.rs`) and the heartbeat (`heartbeat.rs`) are the cache's
+//! background tasks; the tracked connections that feed it are
+//! [`Link`](super::connection::link::Link)s, one per server
+//! (`connection/nodes.rs`).
 //!
 //! # What makes a cached copy trustworthy
 //!
@@ -46,11 +49,15 @@
 //! code here.
 
 mod client;
+mod heartbeat;
 mod stats;
 #[cfg(test)]
 mod tests;
 mod ticket;
+mod touches;
 
 pub(crate) use self::client::{ClientCache, PendingTouch};
+pub(crate) use self::heartbeat::spawn_heartbeat;
 pub use self::stats::ClientCacheStats;
 pub(crate) use self::ticket::Ticket;
+pub(crate) use self::touches::{spawn_flusher, BATCH, FLUSH_EVERY};

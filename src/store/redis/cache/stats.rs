@@ -23,3 +23,20 @@ pub struct ClientCacheStats {
     /// Touch calls sent to Redis by the background flush.
     pub touches_flushed: u64,
 }
+
+impl ClientCacheStats {
+    /// The sum of two caches' counters (one per Cluster primary). The
+    /// capacity is per cache: the largest is kept.
+    pub(crate) fn plus(&self, o: &ClientCacheStats) -> ClientCacheStats {
+        ClientCacheStats {
+            entries: self.entries + o.entries,
+            capacity: self.capacity.max(o.capacity),
+            hits: self.hits + o.hits,
+            misses: self.misses + o.misses,
+            invalidations: self.invalidations + o.invalidations,
+            resets: self.resets + o.resets,
+            touches_queued: self.touches_queued + o.touches_queued,
+            touches_flushed: self.touches_flushed + o.touches_flushed,
+        }
+    }
+}

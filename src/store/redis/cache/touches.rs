@@ -1,31 +1,27 @@
-//! Batched idle-expiry touches and the heartbeat of a client-side cache.
+//! Batched idle-expiry touches of a client-side cache.
 //!
 //! A cache hit that finds the touch due (see [`Timeouts::touch_due`]) does
 //! not write inline: it queues the session (once; later hits see it as
 //! touched) and reports the refreshed `last_seen` and expiry, as the load
 //! script would. A background task sends the queue every
 //! [`FLUSH_EVERY`], or as soon as [`BATCH`] touches wait, as one pipeline of
-//! `touch` script calls on the tracked connection, one call per key (each in
-//! its own slot: Cluster-safe). A touch that finds the session gone,
-//! expired or replaced is a no-op. This is the last-access batching of
-//! gopgsession, on Redis.
-//!
-//! The same task pings the tracked connection when the cache holds
-//! sessions and nothing came back on it for a flush interval, so a silently
-//! dead connection (no RST: invalidations would stop without a disconnection
-//! push) empties the cache within about one interval plus one command
-//! timeout.
+//! `touch` script calls on the tracked link of the server that holds them
+//! (on a Cluster, one pipeline per primary), one call per key (each in its
+//! own slot: Cluster-safe). A touch that finds the session gone, expired,
+//! replaced or moved to another node (`MOVED`) is a no-op. This is the
+//! last-access batching of gopgsession, on Redis.
 //!
 //! [`Timeouts::touch_due`]: crate::store::Timeouts::touch_due
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::redis::{RedisResult, Value};
 
-use super::cache::PendingTouch;
-use super::conn::timed;
-use super::{reply, Cached, Inner, RedisStore, MAX_MS};
+use super::PendingTouch;
+use crate::store::redis::connection::link::Link;
+use crate::store::redis::connection::timed;
+use crate::store::redis::{reply, Inner, RedisStore, MAX_MS};
 
 /// How often queued touches are sent.
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -36,27 +32,43 @@ pub(crate) const BATCH: usize = 128;
 
 /// Starts the flush task of a store with a client-side cache. It ends when
 /// the store is dropped (queued touches are then lost).
-pub(super) fn spawn_flusher(inner: Weak<Inner>) {
+pub(crate) fn spawn_flusher(inner: Weak<Inner>) {
     tokio::spawn(async move {
         loop {
-            let cache = match inner.upgrade() {
-                Some(inner) => match &inner.cache {
-                    Some(c) => c.cache.clone(),
-                    None => return,
-                },
-                None => return,
+            let Some(store) = inner.upgrade().map(|inner| RedisStore { inner }) else {
+                return;
             };
-            // Woken by a full batch, or at the end of the interval.
-            let _ = tokio::time::timeout(FLUSH_EVERY, cache.batch_full.notified()).await;
-            drop(cache);
+            let caches = store.caches();
+            drop(store);
+            // Woken by a full batch of any server's cache, or at the end of
+            // the interval.
+            let wake = caches.iter().map(|c| Box::pin(c.batch_full.notified()));
+            let any = first_of(wake);
+            let _ = tokio::time::timeout(FLUSH_EVERY, any).await;
+            drop(caches);
             let Some(inner) = inner.upgrade() else {
                 return;
             };
-            let store = RedisStore { inner };
-            store.flush_touches().await;
-            store.heartbeat().await;
+            RedisStore { inner }.flush_touches().await;
         }
     });
+}
+
+/// Resolves when the first of `futs` does (never, for none).
+async fn first_of<F: std::future::Future + Unpin>(futs: impl Iterator<Item = F>) {
+    let mut futs: Vec<F> = futs.collect();
+    if futs.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for f in &mut futs {
+            if std::pin::Pin::new(f).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 fn is_noscript(r: &RedisResult<Value>) -> bool {
@@ -80,34 +92,42 @@ fn touch_reply(v: Value) -> crate::Result<Option<(i64, i64, i64, u64)>> {
 }
 
 impl RedisStore {
-    /// Sends every queued touch.
-    pub(super) async fn flush_touches(&self) {
-        let Some(c) = &self.inner.cache else {
+    /// Sends every queued touch, server by server.
+    pub(crate) async fn flush_touches(&self) {
+        let Some(nodes) = &self.inner.cache else {
             return;
         };
-        loop {
-            let batch = c.cache.take_touches(BATCH);
-            if batch.is_empty() {
-                return;
+        for link in nodes.all() {
+            let Some(cache) = link.cache() else {
+                continue;
+            };
+            loop {
+                let batch = cache.take_touches(BATCH);
+                if batch.is_empty() {
+                    break;
+                }
+                self.flush_batch(&link, batch).await;
             }
-            self.flush_batch(c, batch).await;
         }
     }
 
-    async fn flush_batch(&self, c: &Cached, batch: Vec<PendingTouch>) {
-        let (mut conn, epoch) = match c.link.get().await {
+    async fn flush_batch(&self, link: &Arc<Link>, batch: Vec<PendingTouch>) {
+        let Some(cache) = link.cache() else {
+            return;
+        };
+        let (mut conn, epoch) = match link.get().await {
             Ok(conn) => conn,
             Err(e) => {
                 tracing::warn!(error = %e, touches = batch.len(), "client-side cache: could not send idle-expiry touches; the sessions will be read from Redis again");
                 for t in &batch {
-                    c.cache.forget(&t.key);
+                    cache.forget(&t.key);
                 }
                 return;
             }
         };
         let tickets: Vec<_> = batch
             .iter()
-            .map(|t| c.cache.begin(t.key.clone(), epoch))
+            .map(|t| cache.begin(t.key.clone(), epoch))
             .collect();
         let script = &self.inner.scripts.touch;
         let mut pipe = ::redis::pipe();
@@ -140,14 +160,14 @@ impl RedisStore {
                 .await;
             }
         }
-        c.cache.count_flushed(sent);
+        cache.count_flushed(sent);
         let results = match results {
             Ok(Ok(results)) => {
-                c.link.replied();
+                link.replied();
                 results
             }
             Ok(Err(e)) => {
-                c.link.failed(epoch, &e);
+                link.failed(epoch, &e);
                 tracing::warn!(error = %e, touches = batch.len(), "client-side cache: idle-expiry touches failed; the sessions will be read from Redis again");
                 return; // Dropped tickets: the keys leave the cache.
             }
@@ -164,33 +184,6 @@ impl RedisStore {
                     tracing::warn!(error = %e, "client-side cache: an idle-expiry touch failed");
                     drop(ticket);
                 }
-            }
-        }
-    }
-
-    /// Pings the tracked connection if the cache holds sessions and the
-    /// connection has been quiet for a flush interval; a failed ping counts
-    /// as a lost connection.
-    pub(super) async fn heartbeat(&self) {
-        let Some(c) = &self.inner.cache else {
-            return;
-        };
-        if c.cache.len() == 0 || !c.link.is_up() || c.link.quiet_for() < FLUSH_EVERY {
-            return;
-        }
-        let Ok((mut conn, epoch)) = c.link.get().await else {
-            return;
-        };
-        let limit = self.inner.command_timeout;
-        match timed(limit, ::redis::cmd("PING").query_async::<Value>(&mut conn)).await {
-            Ok(Ok(_)) => c.link.replied(),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "client-side cache: the tracked connection failed a ping; cache emptied");
-                c.link.lost(epoch);
-            }
-            Err(_) => {
-                tracing::warn!("client-side cache: the tracked connection did not answer a ping in time; cache emptied");
-                c.link.lost(epoch);
             }
         }
     }
