@@ -7,7 +7,10 @@
 //! cargo run --example two_services --features redis,actix
 //! ```
 //!
-//! Environment: `REDIS_URL` (default `redis://127.0.0.1:6379`),
+//! Environment: `REDIS_URL` (default `redis://127.0.0.1:6379`), or
+//! `REDIS_CLUSTER_NODES` (comma-separated node URLs) for a Redis Cluster, or
+//! `REDIS_SENTINELS` (comma-separated sentinel URLs) with
+//! `REDIS_SENTINEL_MASTER` (default `mymaster`) for Sentinel;
 //! `REDIS_KEY_PREFIX` (default `sessionkit`), `AXUM_PORT` (default 3000),
 //! `ACTIX_PORT` (default 3001). The routes and both apps are in
 //! `two_services/apps.rs`, which `tests/two_services.rs` tests.
@@ -22,6 +25,7 @@ mod apps;
 use std::net::Ipv4Addr;
 
 use apps::{ActixServer, AxumServer};
+use sessionkit::redis::RedisStore;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -35,16 +39,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
+    let topology = || {
+        RedisStore::builder()
+            .from_env()
+            .unwrap_or_else(|| RedisStore::builder().url(redis_url.clone()))
+    };
+    let where_ = if std::env::var("REDIS_CLUSTER_NODES").is_ok() {
+        "the Redis Cluster of REDIS_CLUSTER_NODES".to_owned()
+    } else if std::env::var("REDIS_SENTINELS").is_ok() {
+        "the Sentinel master of REDIS_SENTINELS".to_owned()
+    } else {
+        format!("Redis at {redis_url}")
+    };
     let key_prefix = env_or("REDIS_KEY_PREFIX", "sessionkit");
     let axum_port = port("AXUM_PORT", 3000)?;
     let actix_port = port("ACTIX_PORT", 3001)?;
 
     let connect = |service: &str| {
-        let (url, prefix, service) = (redis_url.clone(), key_prefix.clone(), service.to_owned());
+        let (builder, prefix, service) = (topology(), key_prefix.clone(), service.to_owned());
+        let where_ = where_.clone();
         async move {
-            apps::manager(&url, &prefix)
+            apps::manager_with(builder, &prefix)
                 .await
-                .map_err(|e| format!("{service}: cannot use Redis at {url}: {e}"))
+                .map_err(|e| format!("{service}: cannot use {where_}: {e}"))
         }
     };
     let axum_manager = connect(apps::AXUM).await?;
@@ -67,7 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         r#"axum service:      {a}
 actix-web service: {b}
-Sessions in Redis at {redis_url}, key prefix "{key_prefix}".
+Sessions in {where_}, key prefix "{key_prefix}".
 
 Cookies are scoped to the host, not the port, so one cookie jar serves both:
 

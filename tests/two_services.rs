@@ -16,6 +16,7 @@ use std::time::Duration;
 use apps::{ActixServer, AxumServer, ACTIX, AXUM};
 use reqwest::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
+use sessionkit::redis::RedisStore;
 use support::RedisServer;
 
 /// The session cookie's name (the default of `apps::config()`).
@@ -71,10 +72,10 @@ impl Services {
             .expect("start redis-server");
         let url = redis.url();
         // Two stores, two connections: two processes' worth of state.
-        let axum_manager = apps::manager(&url, "two-services")
+        let axum_manager = apps::manager_with(RedisStore::builder().url(&url), "two-services")
             .await
             .expect("axum's store connects");
-        let actix_manager = apps::manager(&url, "two-services")
+        let actix_manager = apps::manager_with(RedisStore::builder().url(&url), "two-services")
             .await
             .expect("actix's store connects");
         let axum = AxumServer::start(

@@ -56,28 +56,41 @@ pub fn port_from_env(default: u16) -> Result<u16, Box<dyn std::error::Error>> {
     }
 }
 
-/// Chooses the session store: Redis when `REDIS_URL` is set, memory
-/// otherwise. Call it inside the runtime (`MemoryStore` starts its purge
-/// task there). `redis_command` is the `cargo run` line that builds the
-/// demo with Redis, for the message given when it was built without it.
+/// Chooses the session store: Redis when `REDIS_URL`, `REDIS_CLUSTER_NODES`
+/// or `REDIS_SENTINELS` (with `REDIS_SENTINEL_MASTER`) is set, memory
+/// otherwise (see `RedisStoreBuilder::from_env`). Call it inside the runtime
+/// (`MemoryStore` starts its purge task there). `redis_command` is the
+/// `cargo run` line that builds the demo with Redis, for the message given
+/// when it was built without it.
 pub async fn store_from_env(
     redis_command: &str,
 ) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
-    let Ok(url) = std::env::var("REDIS_URL") else {
-        tracing::info!("using the in-memory store (set REDIS_URL to use Redis)");
+    let wanted = ["REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_SENTINELS"]
+        .into_iter()
+        .find(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+    let Some(variable) = wanted else {
+        tracing::info!(
+            "using the in-memory store (set REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS to use Redis)"
+        );
         return Ok(Arc::new(MemoryStore::new()));
     };
     #[cfg(feature = "redis")]
     {
         let _ = redis_command;
-        let store = sessionkit::redis::RedisStore::connect(&url).await?;
-        tracing::info!(%url, "using the Redis store");
+        let builder = sessionkit::redis::RedisStore::builder()
+            .from_env()
+            .ok_or("no Redis configuration in the environment")?;
+        let store = builder
+            .build()
+            .await
+            .map_err(|e| format!("cannot use the Redis given by {variable}: {e}"))?;
+        tracing::info!(store = ?store, "using the Redis store ({variable})");
         Ok(Arc::new(store))
     }
     #[cfg(not(feature = "redis"))]
     {
         Err(format!(
-            "REDIS_URL={url} is set but the demo was built without Redis: \
+            "{variable} is set but the demo was built without Redis: \
              run `{redis_command}`"
         )
         .into())

@@ -19,7 +19,7 @@
 
 use std::net::SocketAddr;
 
-use sessionkit::redis::RedisStore;
+use sessionkit::redis::RedisStoreBuilder;
 use sessionkit::{HeaderTransport, Session, SessionConfig, SessionManager, TokenTransport};
 
 /// The name the axum service answers with.
@@ -42,13 +42,13 @@ pub fn config() -> SessionConfig {
 
 /// A manager for one service: its own connection to Redis (as a separate
 /// process would have), on the Redis and key prefix every service shares,
-/// with [`config`].
-pub async fn manager(redis_url: &str, key_prefix: &str) -> sessionkit::Result<SessionManager> {
-    let store = RedisStore::builder()
-        .url(redis_url)
-        .key_prefix(key_prefix)
-        .build()
-        .await?;
+/// with [`config`]. `builder` names the Redis: a URL, a Cluster or a
+/// Sentinel master (see `RedisStoreBuilder::from_env`).
+pub async fn manager_with(
+    builder: RedisStoreBuilder,
+    key_prefix: &str,
+) -> sessionkit::Result<SessionManager> {
+    let store = builder.key_prefix(key_prefix).build().await?;
     Ok(SessionManager::new(store, config()))
 }
 

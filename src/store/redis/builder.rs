@@ -324,9 +324,11 @@ impl RedisStoreBuilder {
     /// delivery later (well under a millisecond on a LAN). On a lost
     /// connection the whole cache is emptied, and nothing is cached again
     /// until tracking is on again on a new connection. A connection that
-    /// dies silently (no TCP reset, so no push can say so) is caught by a
-    /// ping when it has been quiet for a second: copies may be served for up
-    /// to about a second plus the command timeout after the network broke.
+    /// dies silently (no TCP reset, so no push can say so) stops serving
+    /// copies within two [heartbeat intervals](Self::heartbeat_interval)
+    /// (2 s by default) of the server's last answer, at any load. On a
+    /// Cluster there is one cache of `max_sessions` per primary, each
+    /// emptied on its own when its primary is lost or demoted.
     ///
     /// Idle expiry: a cached read that finds the touch due does not write
     /// inline; the touch is queued and sent in the background every second,

@@ -1,6 +1,6 @@
-//! [`RedisStore`]: the production store. Sessions live in Redis (standalone,
-//! or a Redis Cluster node), every operation is one atomic Lua script, and
-//! expiry follows the Redis clock.
+//! [`RedisStore`]: the production store. Sessions live in Redis (one
+//! server, a Redis Cluster, or a Sentinel-monitored primary), every
+//! operation is one atomic Lua script, and expiry follows the Redis clock.
 //!
 //! Requires Redis 7.0 or later (`PEXPIRETIME`, `#!lua` script flags).
 //!
@@ -12,6 +12,20 @@
 //! let manager = SessionManager::new(store, SessionConfig::default());
 //! # let _ = manager; Ok(()) }
 //! ```
+//!
+//! # Topologies
+//!
+//! One connection type (`connection/mod.rs`) serves the three: a
+//! `ConnectionManager` for one server, redis-rs's `ClusterConnection` for a
+//! Cluster ([`RedisStoreBuilder::cluster`]; primaries only), and for
+//! Sentinel ([`RedisStoreBuilder::sentinel`]) a link that asks the sentinels
+//! for the master whenever it (re)connects, and drops its connection on a
+//! connection error, a `READONLY` reply or a heartbeat finding the server
+//! demoted. With the client-side cache, script calls go over tracked links
+//! instead, one per server (one per primary on a Cluster, routed by slot
+//! from the store's own `CLUSTER SLOTS` map: `connection/nodes.rs`).
+//! [`RedisStoreBuilder::durable_revocations`] adds a `WAIT` after every
+//! revocation, on a connection of its own.
 //!
 //! # Key layout
 //!
@@ -64,7 +78,7 @@
 //!
 //! Each [`SessionStore`] method is one script call (one round trip, atomic
 //! in Redis), with these exceptions:
-//! - **login from a session in another slot on a Redis Cluster node** (an
+//! - **login from a session in another slot on a Redis Cluster** (an
 //!   anonymous session, or switching users): the new session lives in the
 //!   user's slot and the old one in its own, which no single Cluster-safe
 //!   script may touch. The login script runs first (new session with the
@@ -111,7 +125,7 @@
 //! Commands per request through the middleware: a read-only request 1
 //! (`EVALSHA` load, touching at most once per touch interval); a write 2
 //! (load, save); a login 1 without a prior session, 2 from an anonymous
-//! session (load, login; 3 on a Cluster node: load, login, retire, plus a
+//! session (load, login; 3 on a Cluster: load, login, retire, plus a
 //! save when the old session holds data to carry over); a
 //! logout 2 (load, revoke); a write under the session lock 4 (load, lock,
 //! save, unlock), plus one `lock` per poll while another request holds it,
@@ -131,12 +145,13 @@
 //! Off by default; [`RedisStoreBuilder::client_cache`] turns it on and
 //! documents the trade-offs for users. How it works:
 //!
-//! - **Connection.** A second connection, RESP3, opened by the store itself
-//!   (not a `ConnectionManager`, which would reconnect behind the store's
-//!   back without re-running `CLIENT TRACKING`), with `CLIENT TRACKING ON
-//!   NOLOOP`. Every script call goes over it; the shared connection stays
-//!   for [`RedisStore::connection`]. Each connection has an epoch; tracking
-//!   is on before a connection is handed out.
+//! - **Connection.** A second connection per server (per primary on a
+//!   Cluster), RESP3, opened by the store itself (not a `ConnectionManager`,
+//!   which would reconnect behind the store's back without re-running
+//!   `CLIENT TRACKING`), with `CLIENT TRACKING ON NOLOOP`. Every script call
+//!   goes over the link of its key's server; the plain connection stays for
+//!   [`RedisStore::connection`]. Each connection has an epoch; tracking is
+//!   on before a connection is handed out.
 //! - **Tracking mode.** The default mode: Redis remembers the keys this
 //!   connection read, including keys read by commands inside a Lua script
 //!   (checked on Redis 7.0: an `HGETALL` inside `EVALSHA` registers the key
@@ -160,10 +175,12 @@
 //!   send no push, so concurrent calls of one instance are ordered by
 //!   stamps). A cancelled call (a timed-out future) counts as failed.
 //! - **Reconnection.** A `Disconnection` push, a call failing with a
-//!   connection error, or an unanswered heartbeat `PING` (sent when the
-//!   connection has been quiet for a second and the cache is not empty)
-//!   empties the cache and retires the epoch; the next call connects again
-//!   and switches tracking on before anything is cached again.
+//!   connection error or `READONLY`, or a heartbeat `ROLE` (every
+//!   heartbeat interval, on its own schedule) unanswered or answered by a
+//!   replica empties that server's cache and retires the epoch; the next
+//!   call connects again and switches tracking on before anything is cached
+//!   again. A hit is served only if its server answered within two
+//!   heartbeat intervals, which bounds what a partitioned instance serves.
 //! - **Touches.** A hit that finds the idle-expiry touch due queues it; a
 //!   background task sends the queue every second or per 128, as a
 //!   pipeline of `touch` calls (one per key: Cluster-safe).
