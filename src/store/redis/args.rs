@@ -1,23 +1,14 @@
-//! Encoding script arguments and decoding the replies shared by several
-//! operations (a session's fields, alias targets).
+//! Encoding script arguments (a new session's fields, a delta's pairs) and
+//! naming the sessions a reply lists.
 
-use ::redis::{ScriptInvocation, Value};
+use ::redis::ScriptInvocation;
 
-use super::{reply, RedisStore};
-use crate::store::{ClientInfo, Data, Loaded};
+use crate::store::{ClientInfo, Data};
 use crate::{Error, Result, SessionId};
 
 /// The session id of a hash part under an id's tag.
 pub(super) fn id_in_tag(tag: &str, hash_part: &str) -> Option<SessionId> {
     format!("{tag}.{hash_part}").parse().ok()
-}
-
-/// Where the alias in a reply (`{'alias', target hash part}`) leads: a
-/// session id of the same tag. `None` when the target is not a hash part
-/// (corrupt data: treated as no session).
-pub(super) fn alias_target(script: &str, asked: &SessionId, items: &[Value]) -> Option<SessionId> {
-    let target = reply::text(script, reply::at(script, items, 1).ok()?).ok()?;
-    id_in_tag(asked.tag(), &target)
 }
 
 /// `@ua`, `@ip` and `d:<key>` pairs for a new session.
@@ -61,42 +52,4 @@ pub(super) fn warn_corrupt(id: &SessionId, reason: &str) {
         reason,
         "ignoring a corrupt session in Redis; the request gets a fresh session"
     );
-}
-
-impl RedisStore {
-    /// The session in a `load` or `lock` reply (`{'ok', now, exp, touched,
-    /// fields, ...}`); `None` when its fields are corrupt.
-    pub(super) fn loaded(
-        &self,
-        script: &str,
-        id: SessionId,
-        items: &[Value],
-    ) -> Result<Option<Loaded>> {
-        let now_ms = reply::int(script, reply::at(script, items, 1)?)?;
-        let expires_at_ms = reply::int(script, reply::at(script, items, 2)?)?;
-        let touched = reply::int(script, reply::at(script, items, 3)?)? != 0;
-        let fields = match reply::at(script, items, 4)? {
-            Value::Array(fields) => fields,
-            other => {
-                return Err(reply::bad(
-                    script,
-                    format_args!("expected fields, got {}", reply::kind(other)),
-                ))
-            }
-        };
-        match reply::session_fields(fields) {
-            Ok((meta, data)) => Ok(Some(Loaded {
-                id,
-                meta,
-                data,
-                now_ms,
-                expires_at_ms,
-                touched,
-            })),
-            Err(reason) => {
-                warn_corrupt(&id, &reason);
-                Ok(None)
-            }
-        }
-    }
 }

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use ::redis::{Script, ScriptInvocation};
 
-use super::args::{alias_target, warn_corrupt};
+use super::aliases::Chain;
 use super::conn::invocation;
-use super::{lease_ms, ms, reply, RedisStore};
-use crate::store::{LockOutcome, Timeouts, MAX_ALIAS_HOPS};
+use super::ops::Settled;
+use super::replies::{LockCall, Read};
+use super::{lease_ms, ms, RedisStore};
+use crate::store::{LockOutcome, Timeouts};
 use crate::{Result, SessionId};
 
 impl RedisStore {
@@ -18,9 +20,8 @@ impl RedisStore {
         lease: Duration,
         timeouts: &Timeouts,
     ) -> Result<LockOutcome> {
-        const S: &str = "lock";
-        let mut asked = id.clone();
-        for _ in 0..=MAX_ALIAS_HOPS {
+        let mut chain = Chain::new(id);
+        while let Some(asked) = chain.next() {
             let keys = self.inner.keys.session_and_index(&asked);
             let mut inv = invocation(&self.inner.scripts.lock, &keys);
             inv.arg(ms(timeouts.idle))
@@ -32,54 +33,22 @@ impl RedisStore {
             // writes: it refreshes the cache as a load does. A lock is never
             // served from the cache: taking it is a write.
             let ticket = self.ticket(&conn, &keys[0]);
-            let items = reply::array(S, self.exec(&mut conn, &inv).await?)?;
-            let status = reply::status(S, &items)?;
-            match status.as_str() {
-                "ok" => {
-                    let fence = reply::int(S, reply::at(S, &items, 5)?)?;
-                    let fence =
-                        u64::try_from(fence).map_err(|_| reply::bad(S, "the fence is negative"))?;
-                    let loaded = self.loaded(S, asked, &items)?;
-                    if let Some(t) = ticket {
-                        match &loaded {
-                            Some(l) => t.fresh(l),
-                            None => t.gone(),
-                        }
-                    }
-                    // Fields that do not decode: the session is unusable, as
-                    // for `load`; the lock lapses with its lease.
-                    return Ok(match loaded {
-                        Some(loaded) => LockOutcome::Acquired { fence, loaded },
-                        None => LockOutcome::Gone,
-                    });
+            let read = Read::decode("lock", self.exec(&mut conn, &inv).await?)?;
+            match self.settle(&asked, read, ticket) {
+                Settled::Live(loaded, Some(fence)) => {
+                    return Ok(LockOutcome::Acquired { fence, loaded })
                 }
-                "held" => {
-                    if let Some(t) = ticket {
-                        t.unchanged();
-                    }
-                    return Ok(LockOutcome::Held);
-                }
-                _ => {
-                    if let Some(t) = ticket {
-                        t.gone();
-                    }
-                }
-            }
-            match status.as_str() {
-                "none" | "moved" => return Ok(LockOutcome::Gone),
-                "alias" => match alias_target(S, &asked, &items) {
-                    Some(target) => asked = target,
-                    None => {
-                        warn_corrupt(&asked, "the alias does not name a session");
+                Settled::Held => return Ok(LockOutcome::Held),
+                Settled::Alias(target) => {
+                    if !chain.follow(target) {
                         return Ok(LockOutcome::Gone);
                     }
-                },
-                "corrupt" => {
-                    let reason = reply::opt_text(S, reply::at(S, &items, 1)?)?;
-                    warn_corrupt(&asked, reason.as_deref().unwrap_or("corrupt"));
-                    return Ok(LockOutcome::Gone);
                 }
-                other => return Err(reply::bad(S, format_args!("unknown status {other:?}"))),
+                // Fields that do not decode leave the session unusable, as
+                // for `load`; the lock lapses with its lease.
+                Settled::Live(_, None) | Settled::Missing | Settled::Moved => {
+                    return Ok(LockOutcome::Gone)
+                }
             }
         }
         Ok(LockOutcome::Gone)
@@ -98,11 +67,7 @@ impl RedisStore {
                 inv.arg(fence).arg(lease);
             })
             .await?;
-        match status.as_deref() {
-            Some("ok") => Ok(true),
-            Some("lost") | None => Ok(false),
-            Some(other) => Err(reply::bad(S, format_args!("unknown status {other:?}"))),
-        }
+        Ok(status == Some(LockCall::Ok))
     }
 
     pub(super) async fn unlock_op(&self, id: &SessionId, fence: u64) -> Result<()> {
@@ -112,36 +77,33 @@ impl RedisStore {
                 inv.arg(fence);
             })
             .await?;
-        match status.as_deref() {
-            Some("ok") | None => Ok(()),
-            Some(other) => Err(reply::bad(S, format_args!("unknown status {other:?}"))),
-        }
+        // `lost` (another holder, or none): nothing of ours to release.
+        let _ = status;
+        Ok(())
     }
 
-    /// Runs `renew_lock` or `unlock` on `id`'s lock, following a rotation
-    /// alias once. The status word of the reply; `None` when an alias led
-    /// nowhere usable. Neither script writes a session, so the client-side
-    /// cache is not involved.
+    /// Runs `renew_lock` or `unlock` on `id`'s lock, following rotation
+    /// aliases. `None` when an alias led nowhere usable. Neither script
+    /// writes a session, so the client-side cache is not involved.
     pub(super) async fn lock_call(
         &self,
         script_name: &str,
         script: &Script,
         id: &SessionId,
         args: impl Fn(&mut ScriptInvocation<'_>),
-    ) -> Result<Option<String>> {
-        let mut target = id.clone();
-        for _ in 0..=MAX_ALIAS_HOPS {
+    ) -> Result<Option<LockCall>> {
+        let mut chain = Chain::new(id);
+        while let Some(target) = chain.next() {
             let keys = self.inner.keys.lock_and_session(&target);
             let mut inv = invocation(script, &keys);
             args(&mut inv);
-            let items = reply::array(script_name, self.run(&keys[0], &inv).await?)?;
-            let status = reply::status(script_name, &items)?;
-            if status != "alias" {
-                return Ok(Some(status));
-            }
-            match alias_target(script_name, &target, &items) {
-                Some(next) => target = next,
-                None => break,
+            match LockCall::decode(script_name, self.run(&keys[0], &inv).await?)? {
+                LockCall::Alias(next) => {
+                    if !chain.follow(next) {
+                        return Ok(None);
+                    }
+                }
+                done => return Ok(Some(done)),
             }
         }
         Ok(None)

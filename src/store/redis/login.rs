@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::args::{client_fields, data_fields, id_in_tag};
 use super::conn::invocation;
-use super::{ms, reply, RedisStore};
+use super::replies::{self, LoginReply};
+use super::{ms, RedisStore};
 use crate::config::{MaxSessionsPolicy, UserLimit};
 use crate::store::{
     Data, Delta, Login, LoginOutcome, SaveOutcome, SessionStore, Timeouts, Written,
@@ -20,7 +21,6 @@ impl RedisStore {
         login: Login<'_>,
         timeouts: &Timeouts,
     ) -> Result<LoginOutcome> {
-        const S: &str = "login";
         let keys = self
             .inner
             .keys
@@ -64,19 +64,18 @@ impl RedisStore {
             _ => None,
         };
         let result = async {
-            let items = reply::array(S, self.exec(&mut conn, &inv).await?)?;
-            match reply::status(S, &items)?.as_str() {
-                "ok" => {}
-                "rejected" => return Ok(LoginOutcome::Rejected { max }),
-                other => return Err(reply::bad(S, format_args!("unknown status {other:?}"))),
-            }
-            let written = Written {
-                now_ms: reply::int(S, reply::at(S, &items, 1)?)?,
-                expires_at_ms: reply::int(S, reply::at(S, &items, 2)?)?,
-            };
+            let (written, evicted_hashes, data, retired) =
+                match LoginReply::decode(self.exec(&mut conn, &inv).await?)? {
+                    LoginReply::Rejected => return Ok::<_, crate::Error>(LoginOutcome::Rejected { max }),
+                    LoginReply::LoggedIn {
+                        written,
+                        evicted,
+                        data,
+                        retired,
+                    } => (written, evicted, data, retired),
+                };
             let mut evicted = Vec::new();
-            for hash in reply::array(S, reply::at(S, &items, 3)?.clone())? {
-                let hash = reply::text(S, &hash)?;
+            for hash in evicted_hashes {
                 match id_in_tag(login.new.tag(), &hash) {
                     Some(id) => evicted.push(id),
                     None => {
@@ -84,11 +83,9 @@ impl RedisStore {
                     }
                 }
             }
-            let fields = reply::array(S, reply::at(S, &items, 4)?.clone())?;
-            let data = reply::data_fields(&fields).map_err(|e| reply::bad(S, e))?;
             // The session retired may be a successor reached through an
             // alias: NOLOOP sends no invalidation for it, so drop it here.
-            if let (Some(old), Ok(hash)) = (login.old, reply::text(S, reply::at(S, &items, 5)?)) {
+            if let (Some(old), Some(hash)) = (login.old, retired) {
                 if let Some(retired) = id_in_tag(old.tag(), &hash) {
                     self.forget(&retired);
                 }
@@ -145,28 +142,22 @@ impl RedisStore {
         old: &SessionId,
         grace: Duration,
     ) -> Option<Data> {
-        const S: &str = "retire";
         let mut inv = invocation(&self.inner.scripts.retire, keys);
         inv.arg(ms(grace)).arg(old.hash_part());
         let outcome = async {
             let mut conn = self.conn(&keys[0]).await?;
             let ticket = self.ticket(&conn, &keys[0]);
-            let items = reply::array(S, self.exec(&mut conn, &inv).await?);
+            let reply = self.exec(&mut conn, &inv).await;
             if let Some(t) = ticket {
                 t.gone();
             }
-            let items = items?;
-            if reply::int(S, reply::at(S, &items, 0)?)? == 0 {
-                return Ok(None);
-            }
-            let fields = reply::array(S, reply::at(S, &items, 1)?.clone())?;
-            let hash = reply::text(S, reply::at(S, &items, 2)?)?;
+            let Some((data, hash)) = replies::retired(reply?)? else {
+                return Ok::<_, crate::Error>(None);
+            };
             if let Some(retired) = id_in_tag(old.tag(), &hash) {
                 self.forget(&retired);
             }
-            reply::data_fields(&fields)
-                .map(Some)
-                .map_err(|e| reply::bad(S, e))
+            Ok(Some(data))
         };
         match outcome.await {
             Ok(data) => data,

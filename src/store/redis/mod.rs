@@ -185,6 +185,7 @@
 //!   background task sends the queue every second or per 128, as a
 //!   pipeline of `touch` calls (one per key: Cluster-safe).
 
+mod aliases;
 mod args;
 mod builder;
 mod cache;
@@ -195,6 +196,7 @@ mod locking;
 mod login;
 mod open;
 mod ops;
+mod replies;
 mod reply;
 mod scripts;
 

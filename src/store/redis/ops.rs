@@ -7,16 +7,32 @@ use std::time::Duration;
 use ::redis::Value;
 use async_trait::async_trait;
 
-use super::args::{alias_target, data_fields, id_in_tag, new_session_fields, warn_corrupt};
+use super::aliases::Chain;
+use super::args::{data_fields, id_in_tag, new_session_fields, warn_corrupt};
 use super::cache::Ticket;
 use super::conn::invocation;
+use super::replies::{self, Read, Rotate, Row, Save};
 use super::{ms, reply, RedisStore};
 use crate::store::{
-    Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome, Meta, NewSession, Retire,
-    RotateOutcome, SaveOutcome, SessionInfo, SessionStore, Timeouts, Written, MAX_ALIAS_HOPS,
+    Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome, NewSession, Retire,
+    RotateOutcome, SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
 };
 use crate::token::Tag;
 use crate::{Error, Result, SessionId};
+
+/// What a `load` or `lock` reply came to, with the cache told.
+pub(super) enum Settled {
+    /// A live session (and the fence, for `lock`).
+    Live(Loaded, Option<u64>),
+    /// Nothing usable: none, expired, or corrupt (logged).
+    Missing,
+    /// Replaced by a login or an explicit rotation.
+    Moved,
+    /// `lock` only: another holder has the lock.
+    Held,
+    /// Rotated: follow the alias.
+    Alias(Option<String>),
+}
 
 impl RedisStore {
     /// One save script call; with a cache, the session it leaves is cached
@@ -26,7 +42,7 @@ impl RedisStore {
         id: &SessionId,
         delta: &Delta,
         timeouts: &Timeouts,
-    ) -> Result<(Vec<Value>, Option<Ticket>)> {
+    ) -> Result<(Save, Option<Ticket>)> {
         let keys = self.inner.keys.session_and_index(id);
         let mut inv = invocation(&self.inner.scripts.save, &keys);
         inv.arg(ms(timeouts.idle))
@@ -41,22 +57,22 @@ impl RedisStore {
         data_fields(&mut inv, delta.set.iter().map(|(k, v)| (k, v)))?;
         let mut conn = self.conn(&keys[0]).await?;
         let ticket = self.ticket(&conn, &keys[0]);
-        let items = reply::array("save", self.exec(&mut conn, &inv).await?)?;
-        Ok((items, ticket))
+        let reply = Save::decode(self.exec(&mut conn, &inv).await?)?;
+        Ok((reply, ticket))
     }
 
-    /// Caches the session a save left (`{'ok', now, exp, fields}`).
-    pub(super) fn cache_saved(
+    /// Caches the session a save left (`fields`, when the reply has them).
+    fn cache_saved(
         &self,
         ticket: Ticket,
         id: &SessionId,
-        items: &[Value],
+        fields: Option<Vec<Value>>,
         written: Written,
     ) {
-        let Some(Value::Array(fields)) = items.get(3) else {
+        let Some(fields) = fields else {
             return; // Dropped: the key leaves the cache.
         };
-        match reply::session_fields(fields) {
+        match reply::session_fields(&fields) {
             Ok((meta, data)) => ticket.fresh(&Loaded {
                 id: id.clone(),
                 meta,
@@ -68,16 +84,51 @@ impl RedisStore {
             Err(_) => ticket.gone(),
         }
     }
+
+    /// Tells the cache what a `load` or `lock` of `asked` read: only a live
+    /// session is cached, under its own key; anything else ends the ticket
+    /// as gone (a lock found held leaves the copy as it was).
+    pub(super) fn settle(&self, asked: &SessionId, read: Read, ticket: Option<Ticket>) -> Settled {
+        let settled = match read {
+            Read::Live(live, fence) => match live.into_loaded(asked.clone()) {
+                Ok(loaded) => {
+                    if let Some(t) = ticket {
+                        t.fresh(&loaded);
+                    }
+                    return Settled::Live(loaded, fence);
+                }
+                Err(reason) => {
+                    warn_corrupt(asked, &reason);
+                    Settled::Missing
+                }
+            },
+            Read::Held => {
+                if let Some(t) = ticket {
+                    t.unchanged();
+                }
+                return Settled::Held;
+            }
+            Read::None => Settled::Missing,
+            Read::Moved => Settled::Moved,
+            Read::Alias(target) => Settled::Alias(target),
+            Read::Corrupt(reason) => {
+                warn_corrupt(asked, reason.as_deref().unwrap_or("corrupt"));
+                Settled::Missing
+            }
+        };
+        if let Some(t) = ticket {
+            t.gone();
+        }
+        settled
+    }
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn load(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LoadOutcome> {
-        const S: &str = "load";
-        let mut asked = id.clone();
         let idle = ms(timeouts.idle);
-        // A chain of aliases when the successor was rotated again.
-        for _ in 0..=MAX_ALIAS_HOPS {
+        let mut chain = Chain::new(id);
+        while let Some(asked) = chain.next() {
             let key = self.inner.keys.session(&asked);
             if let Some(cache) = self.cache_for(&key) {
                 let hit = cache.lookup(&key, timeouts, idle, || {
@@ -97,45 +148,19 @@ impl SessionStore for RedisStore {
                 .arg(asked.hash_part())
                 .arg(self.cache_flag());
             let mut conn = self.conn(&keys[0]).await?;
-            // Only live sessions are cached, under their own key; anything
-            // else read here (nothing, a marker, corrupt data) ends the
-            // ticket as gone.
-            let mut ticket = self.ticket(&conn, &keys[0]);
-            let items = reply::array(S, self.exec(&mut conn, &inv).await?)?;
-            let status = reply::status(S, &items)?;
-            if status != "ok" {
-                if let Some(t) = ticket.take() {
-                    t.gone();
-                }
-            }
-            match status.as_str() {
-                "ok" => {
-                    let loaded = self.loaded(S, asked, &items)?;
-                    if let Some(t) = ticket.take() {
-                        match &loaded {
-                            Some(l) => t.fresh(l),
-                            None => t.gone(),
-                        }
-                    }
-                    return Ok(loaded.map_or(LoadOutcome::Missing, LoadOutcome::Live));
-                }
-                "none" => return Ok(LoadOutcome::Missing),
-                "moved" => return Ok(LoadOutcome::Superseded),
-                // A target that is not text is corrupt data, not a store
-                // failure: a fresh session, as for any corrupt session.
-                "alias" => match alias_target(S, &asked, &items) {
-                    Some(target) => asked = target,
-                    None => {
-                        warn_corrupt(&asked, "the alias does not name a session");
+            let ticket = self.ticket(&conn, &keys[0]);
+            let read = Read::decode("load", self.exec(&mut conn, &inv).await?)?;
+            match self.settle(&asked, read, ticket) {
+                Settled::Live(loaded, _) => return Ok(LoadOutcome::Live(loaded)),
+                Settled::Missing | Settled::Held => return Ok(LoadOutcome::Missing),
+                Settled::Moved => return Ok(LoadOutcome::Superseded),
+                Settled::Alias(target) => {
+                    // A target that is not a session id is corrupt data, not
+                    // a store failure: a fresh session, as for any corrupt one.
+                    if !chain.follow(target) {
                         return Ok(LoadOutcome::Missing);
                     }
-                },
-                "corrupt" => {
-                    let reason = reply::opt_text(S, reply::at(S, &items, 1)?)?;
-                    warn_corrupt(&asked, reason.as_deref().unwrap_or("corrupt"));
-                    return Ok(LoadOutcome::Missing);
                 }
-                other => return Err(reply::bad(S, format_args!("unknown status {other:?}"))),
             }
         }
         // Rotated more often than the grace period allows for: the token
@@ -149,16 +174,11 @@ impl SessionStore for RedisStore {
         session: NewSession<'_>,
         timeouts: &Timeouts,
     ) -> Result<Written> {
-        const S: &str = "create";
         let keys = self.inner.keys.create(id);
         let mut inv = invocation(&self.inner.scripts.create, &keys);
         inv.arg(ms(timeouts.idle)).arg(ms(timeouts.absolute));
         new_session_fields(&mut inv, session.data, session.client)?;
-        let items = reply::array(S, self.run(&keys[0], &inv).await?)?;
-        Ok(Written {
-            now_ms: reply::int(S, reply::at(S, &items, 0)?)?,
-            expires_at_ms: reply::int(S, reply::at(S, &items, 1)?)?,
-        })
+        replies::created(self.run(&keys[0], &inv).await?)
     }
 
     async fn save(
@@ -167,44 +187,42 @@ impl SessionStore for RedisStore {
         delta: &Delta,
         timeouts: &Timeouts,
     ) -> Result<SaveOutcome> {
-        const S: &str = "save";
-        let mut target = id.clone();
-        for hop in 0..=MAX_ALIAS_HOPS {
-            let (items, ticket) = self.save_once(&target, delta, timeouts).await?;
-            let status = reply::status(S, &items)?;
-            if status == "ok" {
-                let written = Written {
-                    now_ms: reply::int(S, reply::at(S, &items, 1)?)?,
-                    expires_at_ms: reply::int(S, reply::at(S, &items, 2)?)?,
-                };
-                if let Some(t) = ticket {
-                    self.cache_saved(t, &target, &items, written);
+        let mut chain = Chain::new(id);
+        while let Some(target) = chain.next() {
+            let (reply, ticket) = self.save_once(&target, delta, timeouts).await?;
+            match reply {
+                Save::Saved(written, fields) => {
+                    if let Some(t) = ticket {
+                        self.cache_saved(t, &target, fields, written);
+                    }
+                    return Ok(if chain.moved_on() {
+                        SaveOutcome::SavedToSuccessor(written)
+                    } else {
+                        SaveOutcome::Saved(written)
+                    });
                 }
-                return Ok(if hop == 0 {
-                    SaveOutcome::Saved(written)
-                } else {
-                    SaveOutcome::SavedToSuccessor(written)
-                });
-            }
-            if status == "fenced" {
-                // Nothing was written: the cached copy, if any, still holds.
-                if let Some(t) = ticket {
-                    t.unchanged();
+                Save::Fenced => {
+                    // Nothing was written: the cached copy, if any, holds.
+                    if let Some(t) = ticket {
+                        t.unchanged();
+                    }
+                    return Ok(SaveOutcome::Fenced);
                 }
-                return Ok(SaveOutcome::Fenced);
-            }
-            // Anything but a live session: not cached.
-            if let Some(t) = ticket {
-                t.gone();
-            }
-            match status.as_str() {
-                "gone" => return Ok(SaveOutcome::Gone),
-                "moved" => return Ok(SaveOutcome::Superseded),
-                "alias" => match alias_target(S, &target, &items) {
-                    Some(next) => target = next,
-                    None => return Ok(SaveOutcome::Gone),
-                },
-                other => return Err(reply::bad(S, format_args!("unknown status {other:?}"))),
+                // Anything but a live session: not cached.
+                other => {
+                    if let Some(t) = ticket {
+                        t.gone();
+                    }
+                    match other {
+                        Save::Alias(next) => {
+                            if !chain.follow(next) {
+                                return Ok(SaveOutcome::Gone);
+                            }
+                        }
+                        Save::Moved => return Ok(SaveOutcome::Superseded),
+                        _ => return Ok(SaveOutcome::Gone),
+                    }
+                }
             }
         }
         Ok(SaveOutcome::Superseded)
@@ -221,7 +239,6 @@ impl SessionStore for RedisStore {
         retire: Retire,
         timeouts: &Timeouts,
     ) -> Result<RotateOutcome> {
-        const S: &str = "rotate";
         if old.tag() != new.tag() {
             // Not one Cluster-safe script, and the manager never asks for it:
             // a session that is not there is Gone, as in every store.
@@ -248,19 +265,15 @@ impl SessionStore for RedisStore {
         // The old key leaves the cache whatever happened; the new one is
         // cached by its first load.
         let ticket = self.ticket(&conn, &keys[0]);
-        let items = reply::array(S, self.exec(&mut conn, &inv).await?)?;
+        let reply = self.exec(&mut conn, &inv).await;
         if let Some(t) = ticket {
             t.gone();
         }
-        match reply::status(S, &items)?.as_str() {
-            "ok" => Ok(RotateOutcome::Rotated(Written {
-                now_ms: reply::int(S, reply::at(S, &items, 1)?)?,
-                expires_at_ms: reply::int(S, reply::at(S, &items, 2)?)?,
-            })),
-            "superseded" => Ok(RotateOutcome::Superseded),
-            "gone" => Ok(RotateOutcome::Gone),
-            other => Err(reply::bad(S, format_args!("unknown status {other:?}"))),
-        }
+        Ok(match Rotate::decode(reply?)? {
+            Rotate::Rotated(written) => RotateOutcome::Rotated(written),
+            Rotate::Superseded => RotateOutcome::Superseded,
+            Rotate::Gone => RotateOutcome::Gone,
+        })
     }
 
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
@@ -323,31 +336,16 @@ impl SessionStore for RedisStore {
         for row in reply::array(S, self.run(&keys[0], &inv).await?)? {
             // One corrupt session must not hide the user's other sessions:
             // a row that does not decode is skipped with a warning.
-            let decoded = (|| -> Result<Option<(SessionId, Meta, i64)>> {
-                let row = reply::array(S, row)?;
-                let hash = reply::text(S, reply::at(S, &row, 0)?)?;
-                let Some(id) = id_in_tag(tag.as_str(), &hash) else {
-                    return Ok(None);
-                };
-                let meta = Meta {
-                    user_id: Some(user_id.to_owned()),
-                    created_ms: reply::int(S, reply::at(S, &row, 1)?)?,
-                    last_seen_ms: reply::int(S, reply::at(S, &row, 2)?)?,
-                    token_issued_ms: reply::int(S, reply::at(S, &row, 3)?)?,
-                    absolute_deadline_ms: reply::int(S, reply::at(S, &row, 4)?)?,
-                    version: u64::try_from(reply::int(S, reply::at(S, &row, 5)?)?).unwrap_or(0),
-                    user_agent: reply::opt_text(S, reply::at(S, &row, 6)?)?,
-                    client_ip: reply::opt_text(S, reply::at(S, &row, 7)?)?,
-                };
-                let expires_at_ms = reply::int(S, reply::at(S, &row, 8)?)?;
-                Ok(Some((id, meta, expires_at_ms)))
-            })();
-            match decoded {
-                Ok(Some((id, meta, expires_at_ms))) => list.push((
-                    meta.last_seen_ms,
-                    SessionInfo::new(id, user_id.to_owned(), &meta, expires_at_ms),
-                )),
-                Ok(None) => {}
+            match Row::decode(user_id, row) {
+                Ok(row) => {
+                    let Some(id) = id_in_tag(tag.as_str(), &row.hash) else {
+                        continue;
+                    };
+                    list.push((
+                        row.meta.last_seen_ms,
+                        SessionInfo::new(id, user_id.to_owned(), &row.meta, row.expires_at_ms),
+                    ));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "skipped a corrupt session while listing a user's sessions")
                 }

@@ -1,5 +1,7 @@
-//! Decoding script replies without trusting their shape: anything
-//! unexpected is a store error, never a panic.
+//! Decoding the parts of script replies without trusting their shape: a
+//! session's hash fields, and the plain values the typed replies
+//! (`replies.rs`) are made of. Anything unexpected is a store error, never
+//! a panic.
 
 use ::redis::Value;
 
@@ -71,18 +73,6 @@ pub(crate) fn int(script: &str, v: &Value) -> Result<i64> {
             .parse()
             .map_err(|_| bad(script, "expected an integer, got another string")),
     }
-}
-
-/// The element at `i`.
-pub(crate) fn at<'a>(script: &str, items: &'a [Value], i: usize) -> Result<&'a Value> {
-    items
-        .get(i)
-        .ok_or_else(|| bad(script, format_args!("the reply has no element {i}")))
-}
-
-/// The status word that opens most replies.
-pub(crate) fn status(script: &str, items: &[Value]) -> Result<String> {
-    text(script, at(script, items, 0)?)
 }
 
 /// A session's metadata and data from its hash fields (`HGETALL` order:
@@ -244,7 +234,5 @@ mod tests {
         assert_eq!(int("t", &bulk("-3")).unwrap(), -3);
         assert!(text("t", &Value::Nil).is_err());
         assert_eq!(opt_text("t", &Value::Nil).unwrap(), None);
-        assert!(at("t", &[], 0).is_err());
-        assert!(status("t", &[Value::Int(3)]).is_err());
     }
 }

@@ -21,7 +21,7 @@ use ::redis::{RedisResult, Value};
 use super::PendingTouch;
 use crate::store::redis::connection::link::Link;
 use crate::store::redis::connection::timed;
-use crate::store::redis::{reply, Inner, RedisStore, MAX_MS};
+use crate::store::redis::{replies, Inner, RedisStore, MAX_MS};
 
 /// How often queued touches are sent.
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -73,22 +73,6 @@ async fn first_of<F: std::future::Future + Unpin>(futs: impl Iterator<Item = F>)
 
 fn is_noscript(r: &RedisResult<Value>) -> bool {
     matches!(r, Err(e) if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript))
-}
-
-/// `{'ok', now, exp, seen, version}` as `Some`, `{'gone'}` as `None`.
-fn touch_reply(v: Value) -> crate::Result<Option<(i64, i64, i64, u64)>> {
-    const S: &str = "touch";
-    let items = reply::array(S, v)?;
-    match reply::status(S, &items)?.as_str() {
-        "ok" => Ok(Some((
-            reply::int(S, reply::at(S, &items, 1)?)?,
-            reply::int(S, reply::at(S, &items, 2)?)?,
-            reply::int(S, reply::at(S, &items, 3)?)?,
-            u64::try_from(reply::int(S, reply::at(S, &items, 4)?)?).unwrap_or(0),
-        ))),
-        "gone" => Ok(None),
-        other => Err(reply::bad(S, format_args!("unknown status {other:?}"))),
-    }
 }
 
 impl RedisStore {
@@ -177,8 +161,11 @@ impl RedisStore {
             }
         };
         for (ticket, result) in tickets.into_iter().zip(results) {
-            match result.map_err(crate::Error::store).and_then(touch_reply) {
-                Ok(Some((now, exp, seen, version))) => ticket.touched(now, exp, seen, version),
+            match result
+                .map_err(crate::Error::store)
+                .and_then(replies::touched)
+            {
+                Ok(Some(t)) => ticket.touched(t.now_ms, t.expires_at_ms, t.seen_ms, t.version),
                 Ok(None) => ticket.gone(),
                 Err(e) => {
                     tracing::warn!(error = %e, "client-side cache: an idle-expiry touch failed");

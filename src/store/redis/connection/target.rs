@@ -39,9 +39,11 @@ impl Target {
         sentinels: &[String],
         node: SentinelNodeConnectionInfo,
     ) -> Result<Self> {
+        // `build` takes a `String` without TLS and `impl AsRef<str>` with it.
+        let service: String = name.into();
         let client = SentinelClient::build(
             sentinels.to_vec(),
-            name.to_owned(),
+            service,
             Some(node),
             SentinelServerType::Master,
         )
