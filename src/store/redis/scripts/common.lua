@@ -20,6 +20,32 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- Drops the calling client's tracking entries for those of `...` (keys)
+-- that do not exist (issue 10). With the client-side cache, scripts run on
+-- a connection with CLIENT TRACKING ON, and Redis remembers keys for it:
+-- Redis 7.0 every key the script DECLARES, as soon as the script runs any
+-- read-only command (TYPE, HGETALL, PTTL, ZRANGE, PEXPIRETIME...), even a
+-- key it never reads (measured on 7.0.15); Redis 7.2+ the keys its
+-- read-only commands read. Missing keys included. An entry only goes when
+-- its key is modified (NOLOOP spares us the push, not the removal) or the
+-- client disconnects, so every random cookie would leave its session key
+-- and the index of its random tag in the table for good. Creating a
+-- missing key (SET NX, with PX 1 in case) and deleting it again frees the
+-- entry; a key that exists is left alone (its entry is legitimate and
+-- goes when the key changes or expires). Must run after the script's last
+-- read-only command: on 7.0 any later read tracks every declared key
+-- again. Keys are declared ones or derived from them (same `{tag}`, same
+-- slot: Cluster-safe). Under maxmemory: these scripts have no
+-- `allow-oom` flag, so Redis refuses them outright when over the limit,
+-- and a SET inside one that started below it is allowed; no new failure.
+local function untrack(...)
+  local made = {}
+  for _, key in ipairs({...}) do
+    if redis.call('SET', key, '', 'PX', 1, 'NX') then made[#made + 1] = key end
+  end
+  if #made > 0 then redis.call('DEL', unpack(made)) end
+end
+
 -- Runs a sorted-set command on an index. An index key of another type
 -- (only outside interference makes one) would fail every script of its
 -- users; it only lists sessions, so it is dropped and rebuilt as they are
@@ -131,6 +157,9 @@ local function live_of(idx, user, now, idle, skip)
       else
         if state == 'expired' and m.user == user then redis.call('DEL', key, lock) end
         index_call('ZREM', idx, h)
+        -- Redis 7.2+ tracked the missing key `inspect` read (once per
+        -- member: it is pruned now).
+        if state == 'none' then untrack(key) end
       end
     end
   end
@@ -149,9 +178,15 @@ end
 -- 'moved', 'none', 'corrupt', or 'alias' when the chain is longer), that
 -- key, its hash part and its meta.
 local function follow(key, hash, now, idle)
+  local first = key
   for _ = 0, 4 do
     local state, info = inspect(key, now, idle)
-    if state ~= 'alias' then return state, key, hash, info end
+    if state ~= 'alias' then
+      -- A missing alias target (derived, so only Redis 7.2+ tracked it):
+      -- see `untrack`. The caller untracks its declared keys.
+      if state == 'none' and key ~= first then untrack(key) end
+      return state, key, hash, info
+    end
     -- A target that is not a hash part is corrupt data (and must not reach
     -- gsub's replacement string).
     if not string.find(info, '^[%w_%-]+$') then return 'corrupt', key, hash, nil end

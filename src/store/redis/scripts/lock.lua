@@ -15,23 +15,31 @@
 local now = now_ms()
 local idle, touch, hash = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local lk = lock_of(KEYS[1])
+-- Every reply but 'ok'. The caller may track keys (the client-side
+-- cache's connection runs every script; this one is not told): a missing
+-- session key, index or lock (read by PTTL) must not stay in its tracking
+-- table (see `untrack`).
+local function miss(reply)
+  untrack(KEYS[1], KEYS[2], lk)
+  return reply
+end
 local state, m = inspect(KEYS[1], now, idle)
-if state == 'none' then return {'none'} end
-if state == 'alias' then return {'alias', m} end
-if state == 'moved' then return {'moved'} end
-if state == 'corrupt' then return {'corrupt', 'not a session hash, or invalid metadata'} end
+if state == 'none' then return miss({'none'}) end
+if state == 'alias' then return miss({'alias', m}) end
+if state == 'moved' then return miss({'moved'}) end
+if state == 'corrupt' then return miss({'corrupt', 'not a session hash, or invalid metadata'}) end
 if state == 'expired' then
   redis.call('DEL', KEYS[1], lk)
   if m.user then index_call('ZREM', KEYS[2], hash) end
-  return {'none'}
+  return miss({'none'})
 end
 -- A lock without a TTL, or not a string, would block the session forever
 -- (only outside interference makes one): it is dropped.
 local ttl = redis.call('PTTL', lk)
-if ttl > 0 and redis.call('TYPE', lk)['ok'] == 'string' then return {'held'} end
+if ttl > 0 and redis.call('TYPE', lk)['ok'] == 'string' then return miss({'held'}) end
 if ttl ~= -2 then redis.call('DEL', lk) end
 local fence = redis.pcall('HINCRBY', KEYS[1], '@fence', 1)
-if type(fence) ~= 'number' then return {'corrupt', '@fence is not an integer'} end
+if type(fence) ~= 'number' then return miss({'corrupt', '@fence is not an integer'}) end
 redis.call('SET', lk, int(fence), 'PX', ARGV[4])
 local exp = m.exp
 local touched = 0
@@ -45,4 +53,8 @@ if now - m.seen >= touch then
     extend_index(KEYS[2], exp)
   end
 end
-return {'ok', now, exp, touched, redis.call('HGETALL', KEYS[1]), fence}
+local all = redis.call('HGETALL', KEYS[1])
+-- The declared index of an anonymous session (none exists): the stopgap
+-- of load.lua.
+if not m.user then untrack(KEYS[2]) end
+return {'ok', now, exp, touched, all, fence}

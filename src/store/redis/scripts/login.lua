@@ -32,7 +32,10 @@ end
 local others = live_of(idx, user, now, idle, old_hash)
 local evicted = {}
 if max > 0 and #others > max - 1 then
-  if policy == 'reject' then return {'rejected'} end
+  if policy == 'reject' then
+    untrack(unpack(KEYS))
+    return {'rejected'}
+  end
   table.sort(others, function(a, b)
     if a[3].seen ~= b[3].seen then return a[3].seen < b[3].seen end
     return a[1] < b[1]
@@ -70,4 +73,12 @@ if old_key then
     redis.call('PEXPIRE', old_key, int(grace))
   end
 end
-return {'ok', now, exp, evicted, redis.call('HGETALL', KEYS[1]), old_hash or ''}
+local all = redis.call('HGETALL', KEYS[1])
+-- The caller may track keys (the client-side cache's connection runs
+-- every script; this one is not told), and Redis 7.0 tracks every
+-- declared key at each read-only command, HGETALL included (see
+-- `untrack`): the old session key may be missing (a stale cookie, or no
+-- grace period), the old index too (an anonymous tag has none). None of
+-- them may stay in its tracking table; keys that exist are left alone.
+untrack(unpack(KEYS))
+return {'ok', now, exp, evicted, all, old_hash or ''}

@@ -12,7 +12,15 @@ local grace = tonumber(ARGV[1])
 local now = now_ms()
 redis.call('DEL', lock_of(KEYS[1]))
 local state, key, hash = follow(KEYS[1], ARGV[2], now, nil)
-if state ~= 'live' then return {0} end
+-- The caller may track keys (the client-side cache's connection runs
+-- every script; this one is not told), and Redis 7.0 tracked both
+-- declared keys at `follow` (see `untrack`): the old session key may be
+-- missing, and the index of an anonymous tag always is. Neither may stay
+-- in its tracking table.
+if state ~= 'live' then
+  untrack(KEYS[1], KEYS[2])
+  return {0}
+end
 local all = redis.call('HGETALL', key)
 local data = {}
 for i = 1, #all, 2 do
@@ -27,4 +35,5 @@ if grace > 0 then
   redis.call('HSET', key, '@moved', '1')
   redis.call('PEXPIRE', key, int(grace))
 end
+untrack(KEYS[1], KEYS[2])
 return {1, data, hash}

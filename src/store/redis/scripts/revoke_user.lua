@@ -3,6 +3,10 @@
 -- ARGV[1] user id, ARGV[2] hash part to keep ('' for none).
 -- Reply: the hash parts of the sessions that ended.
 local live = live_of(KEYS[1], ARGV[1], now_ms(), nil, nil)
+-- No live session: the index may be missing, and a caller that tracks
+-- keys must not keep it in its tracking table (see `untrack`). Ended
+-- sessions' ZREMs free the entry of an index that had them.
+if #live == 0 then untrack(KEYS[1]) end
 local ended = {}
 for _, s in ipairs(live) do
   if s[1] ~= ARGV[2] then

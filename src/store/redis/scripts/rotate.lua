@@ -13,22 +13,29 @@
 local now = now_ms()
 local idle, grace = tonumber(ARGV[1]), tonumber(ARGV[3])
 local old_lock, new_lock = lock_of(KEYS[1]), lock_of(KEYS[2])
+-- Every reply but 'ok'. The caller may track keys (the client-side
+-- cache's connection runs every script; this one is not told): missing
+-- session keys or index must not stay in its tracking table (see
+-- `untrack`).
+local function miss(reply)
+  untrack(KEYS[1], KEYS[2], KEYS[3])
+  return reply
+end
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'expired' then
   redis.call('DEL', KEYS[1], old_lock)
   if m.user then index_call('ZREM', KEYS[3], ARGV[4]) end
-  return {'gone'}
+  return miss({'gone'})
 end
-if state == 'alias' or state == 'moved' then return {'superseded'} end
-if state ~= 'live' then return {'gone'} end
+if state == 'alias' or state == 'moved' then return miss({'superseded'}) end
+if state ~= 'live' then return miss({'gone'}) end
 local exp = math.min(now + idle, m.deadline)
 redis.call('RENAME', KEYS[1], KEYS[2])
--- RENAME keeps the TTL: the holder's lease runs on under the new id.
-if ARGV[2] == 'alias' and redis.call('EXISTS', old_lock) == 1 then
-  redis.call('RENAME', old_lock, new_lock)
-else
-  redis.call('DEL', old_lock)
-end
+-- The lock moves with its TTL: the holder's lease runs on under the new
+-- id. COPY (of nothing, when there is no lock) reads nothing, where
+-- EXISTS would track a missing lock key on Redis 7.2+ (see `untrack`).
+if ARGV[2] == 'alias' then redis.call('COPY', old_lock, new_lock, 'REPLACE') end
+redis.call('DEL', old_lock)
 redis.call('HSET', KEYS[2], '@issued', int(now), '@seen', int(now))
 redis.call('HINCRBY', KEYS[2], '@ver', 1)
 put_ttl(KEYS[2], exp - now)
@@ -44,5 +51,15 @@ if grace > 0 then
     redis.call('HSET', KEYS[1], '@moved', '1')
   end
   redis.call('PEXPIRE', KEYS[1], int(grace))
+end
+-- Redis 7.0 tracks every declared key at each read-only command (see
+-- `untrack`): an anonymous tag has no index, and without a grace period
+-- the old key is gone (for a user, PEXPIRETIME tracked it again after the
+-- RENAME freed its entry). Every other key exists, or was written after
+-- the last read.
+if not m.user then
+  untrack(KEYS[3])
+elseif grace <= 0 then
+  untrack(KEYS[1])
 end
 return {'ok', now, exp}

@@ -13,17 +13,25 @@
 -- {'moved'} | {'alias', target} | {'fenced'} (nothing written).
 local now = now_ms()
 local idle, hash = tonumber(ARGV[1]), ARGV[2]
+local tracked = ARGV[4] == '1'
+-- Every reply but 'ok': with a caller that tracks keys, neither a missing
+-- session key nor a missing index may stay in its tracking table (see
+-- `untrack` and load.lua).
+local function miss(reply)
+  if tracked then untrack(KEYS[1], KEYS[2]) end
+  return reply
+end
 local state, m = inspect(KEYS[1], now, idle)
-if state == 'alias' then return {'alias', m} end
-if state == 'moved' then return {'moved'} end
+if state == 'alias' then return miss({'alias', m}) end
+if state == 'moved' then return miss({'moved'}) end
 if state == 'expired' then
   redis.call('DEL', KEYS[1])
   if m.user then index_call('ZREM', KEYS[2], hash) end
-  return {'gone'}
+  return miss({'gone'})
 end
-if state ~= 'live' then return {'gone'} end
+if state ~= 'live' then return miss({'gone'}) end
 if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], '@fence') ~= ARGV[5] then
-  return {'fenced'}
+  return miss({'fenced'})
 end
 if ARGV[3] == '1' then
   local data = {}
@@ -43,5 +51,11 @@ if m.user then
   index_call('ZADD', KEYS[2], int(now), hash)
   extend_index(KEYS[2], exp)
 end
-if ARGV[4] == '1' then return {'ok', now, exp, redis.call('HGETALL', KEYS[1])} end
+if tracked then
+  local all = redis.call('HGETALL', KEYS[1])
+  -- The declared index of an anonymous session (none exists): the
+  -- stopgap of load.lua.
+  if not m.user then untrack(KEYS[2]) end
+  return {'ok', now, exp, all}
+end
 return {'ok', now, exp}

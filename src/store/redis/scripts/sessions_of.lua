@@ -3,6 +3,9 @@
 -- Reply: {{hash part, created, seen, issued, deadline, ver, ua|nil, ip|nil,
 -- expires_at}, ...}.
 local live = live_of(KEYS[1], ARGV[1], now_ms(), tonumber(ARGV[2]), nil)
+-- No live session: the index may be missing, and a caller that tracks
+-- keys must not keep it in its tracking table (see `untrack`).
+if #live == 0 then untrack(KEYS[1]) end
 local out = {}
 for _, s in ipairs(live) do
   local m = s[3]

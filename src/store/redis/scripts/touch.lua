@@ -11,9 +11,13 @@ local state, m = inspect(KEYS[1], now, idle)
 if state == 'expired' then
   redis.call('DEL', KEYS[1])
   if m.user then index_call('ZREM', KEYS[2], hash) end
+end
+-- Only a cache calls this, on a tracking connection: a missing session
+-- key or index must not stay in its tracking table (see `untrack`).
+if state ~= 'live' then
+  untrack(KEYS[1], KEYS[2])
   return {'gone'}
 end
-if state ~= 'live' then return {'gone'} end
 local exp = math.min(now + idle, m.deadline)
 redis.call('HSET', KEYS[1], '@seen', int(now))
 put_ttl(KEYS[1], exp - now)
@@ -25,4 +29,7 @@ end
 -- tracking table, and this read puts it back, so that other clients' writes
 -- keep invalidating its copy.
 redis.call('EXISTS', KEYS[1])
+-- The declared index of an anonymous session (none exists): the stopgap
+-- of load.lua.
+if not m.user then untrack(KEYS[2]) end
 return {'ok', now, exp, int(now), m.ver}

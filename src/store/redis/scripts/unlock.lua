@@ -8,5 +8,10 @@ if holds(KEYS[1], ARGV[1]) then
   return {'ok'}
 end
 local state, target = inspect(KEYS[2], now_ms(), nil)
+-- Not held with this fence: the lock (its lease ran out, or it moved with
+-- a rotation) and the session may be missing, and the caller may track
+-- keys (the client-side cache's connection runs every script; this one
+-- is not told): neither may stay in its tracking table (see `untrack`).
+untrack(KEYS[1], KEYS[2])
 if state == 'alias' then return {'alias', target} end
 return {'ok'}
