@@ -108,12 +108,20 @@ impl Keys {
         format!("{}:{{{}}}:idx", self.prefix, tag)
     }
 
-    /// KEYS of `load`, `save`, `lock`, `revoke` and `retire`: the session and its
-    /// tag's index. Scripts that must delete the session's lock derive its key
-    /// from the session key in Lua (`lock_of`, same slot) instead of declaring
-    /// it: Redis 7 tracks every declared key of a script run on the client
-    /// cache's tracking connection, and a lock key that never exists is never
-    /// modified, so its tracking entry would never be freed.
+    /// KEYS of `load`, `save`, `lock`, `revoke` and `touch`: the session
+    /// alone. The scripts derive its tag's index (`index_of`) and its lock
+    /// (`lock_of`) from it in Lua (same prefix and `{tag}`, so the same slot)
+    /// instead of declaring them: Redis 7.0 tracks every declared key of a
+    /// script run on the client cache's tracking connection (7.2+ the keys
+    /// it reads), and an anonymous tag's index or a free lock never exists,
+    /// so its tracking entry would never be freed.
+    pub(crate) fn session_only(&self, id: &SessionId) -> Vec<String> {
+        vec![self.session(id)]
+    }
+
+    /// KEYS of `login` and `retire`: the session and its tag's index (login
+    /// reads the user's index; the scripts free the entries of missing keys,
+    /// see `untrack` in `common.lua`).
     pub(crate) fn session_and_index(&self, id: &SessionId) -> Vec<String> {
         vec![self.session(id), self.index(id.tag())]
     }
@@ -126,7 +134,7 @@ impl Keys {
 
     /// KEYS of `create`: the new (anonymous) session.
     pub(crate) fn create(&self, id: &SessionId) -> Vec<String> {
-        vec![self.session(id)]
+        self.session_only(id)
     }
 
     /// KEYS of `login` (and of the retire call that may follow it). With
@@ -164,10 +172,10 @@ impl Keys {
         }
     }
 
-    /// KEYS of `rotate` (the ids share a tag): old session, new session,
-    /// index. The script derives both lock keys (see `session_and_index`).
+    /// KEYS of `rotate` (the ids share a tag): old session, new session.
+    /// The script derives the index and both lock keys (see `session_only`).
     pub(crate) fn rotate(&self, old: &SessionId, new: &SessionId) -> Vec<String> {
-        vec![self.session(old), self.session(new), self.index(old.tag())]
+        vec![self.session(old), self.session(new)]
     }
 
     /// KEYS of `revoke_user` and `sessions_of`: the index of the user's tag.
@@ -234,7 +242,7 @@ mod tests {
         let u2 = of_user("alice");
         let other = of_user("bob");
 
-        assert_one_slot("load", &keys.session_and_index(&a));
+        assert_one_slot("load", &keys.session_only(&a));
         assert_one_slot("load (user)", &keys.session_and_index(&u1));
         assert_one_slot("create", &keys.create(&a));
         assert_one_slot("save", &keys.session_and_index(&u1));
@@ -314,6 +322,15 @@ mod tests {
         assert_eq!(format!("{base}l:{}", id.hash_part()), keys.lock(&id));
         assert_eq!(key_slot(&keys.session(&id)), key_slot(&index));
         assert_eq!(key_slot(&keys.lock(&id)), key_slot(&index));
+        // And the index from a session key (`index_of` in common.lua: the
+        // `:s:<hash>` tail becomes `:idx`).
+        let session = keys.session(&id);
+        let tail = format!(":s:{}", id.hash_part());
+        assert!(session.ends_with(&tail));
+        assert_eq!(
+            format!("{}:idx", &session[..session.len() - tail.len()]),
+            index
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ impl RedisStore {
     ) -> Result<LockOutcome> {
         let mut chain = Chain::new(id);
         while let Some(asked) = chain.next() {
-            let keys = self.inner.keys.session_and_index(&asked);
+            let keys = self.inner.keys.session_only(&asked);
             let mut inv = invocation(&self.inner.scripts.lock, &keys);
             inv.arg(ms(timeouts.idle))
                 .arg(ms(timeouts.touch_interval))

@@ -43,7 +43,7 @@ impl RedisStore {
         delta: &Delta,
         timeouts: &Timeouts,
     ) -> Result<(Save, Option<Ticket>)> {
-        let keys = self.inner.keys.session_and_index(id);
+        let keys = self.inner.keys.session_only(id);
         let mut inv = invocation(&self.inner.scripts.save, &keys);
         inv.arg(ms(timeouts.idle))
             .arg(id.hash_part())
@@ -131,17 +131,12 @@ impl SessionStore for RedisStore {
         while let Some(asked) = chain.next() {
             let key = self.inner.keys.session(&asked);
             if let Some(cache) = self.cache_for(&key) {
-                let hit = cache.lookup(&key, timeouts, idle, || {
-                    (
-                        self.inner.keys.index(asked.tag()),
-                        asked.hash_part().to_owned(),
-                    )
-                });
+                let hit = cache.lookup(&key, timeouts, idle, || asked.hash_part().to_owned());
                 if let Some(hit) = hit {
                     return Ok(LoadOutcome::Live(hit));
                 }
             }
-            let keys = self.inner.keys.session_and_index(&asked);
+            let keys = self.inner.keys.session_only(&asked);
             let mut inv = invocation(&self.inner.scripts.load, &keys);
             inv.arg(idle)
                 .arg(ms(timeouts.touch_interval))
@@ -277,7 +272,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
-        let keys = self.inner.keys.session_and_index(id);
+        let keys = self.inner.keys.session_only(id);
         let mut inv = invocation(&self.inner.scripts.revoke, &keys);
         inv.arg(id.hash_part());
         // Not served from the cache from now on, and not cached again.

@@ -44,8 +44,6 @@ pub(super) struct Entry {
 pub(crate) struct PendingTouch {
     /// The session key.
     pub(crate) key: String,
-    /// The index key of its tag.
-    pub(crate) index: String,
     /// Its hash part (the index member).
     pub(crate) hash: String,
     /// The idle timeout, ms.
@@ -175,15 +173,15 @@ impl ClientCache {
 
     /// A cached load of `key`: `None` on a miss (not cached, expired by the
     /// Redis clock, or due for a touch too close to its Redis expiry to be
-    /// batched). A hit whose touch is due queues the touch (`index`, `hash`
-    /// name the index member) and reports the refreshed `last_seen` and
+    /// batched). A hit whose touch is due queues the touch (`hash` names
+    /// the index member) and reports the refreshed `last_seen` and
     /// expiry, as the load script would.
     pub(crate) fn lookup(
         &self,
         key: &str,
         timeouts: &Timeouts,
         idle_ms: i64,
-        touch_target: impl FnOnce() -> (String, String),
+        touch_target: impl FnOnce() -> String,
     ) -> Option<Loaded> {
         let (snapshot, now, seen, expires_at_ms, touched) = {
             let mut guard = self.lock();
@@ -221,12 +219,11 @@ impl ClientCache {
                 .min(absolute);
             let out = (e.snapshot.clone(), now, e.local_seen, expires, touched);
             if touched {
-                let (index, hash) = touch_target();
+                let hash = touch_target();
                 st.touches.insert(
                     key.to_owned(),
                     PendingTouch {
                         key: key.to_owned(),
-                        index,
                         hash,
                         idle_ms,
                     },

@@ -46,7 +46,7 @@ fn loaded(version: u64, seen: i64, value: i64) -> Loaded {
 }
 
 fn get(c: &ClientCache, key: &str) -> Option<Loaded> {
-    c.lookup(key, &timeouts(), HOUR, || ("idx".into(), "h".into()))
+    c.lookup(key, &timeouts(), HOUR, || "h".into())
 }
 
 fn value(c: &ClientCache, key: &str) -> Option<i64> {

@@ -119,9 +119,8 @@ impl RedisStore {
         for t in &batch {
             pipe.cmd("EVALSHA")
                 .arg(script.get_hash())
-                .arg(2)
+                .arg(1)
                 .arg(&t.key)
-                .arg(&t.index)
                 .arg(t.idle_ms.min(MAX_MS))
                 .arg(&t.hash);
         }

@@ -69,6 +69,15 @@ local function lock_of(session_key)
   return (string.gsub(session_key, ':s:([%w_%-]+)$', ':l:%1'))
 end
 
+-- The index of a session key's tag (`<prefix>:{tag}:idx`, same slot).
+-- Derived, not declared: Redis 7.0 tracks every declared key of a script
+-- for a caller with CLIENT TRACKING on (see `untrack`), and an anonymous
+-- session's tag never has an index, so a declared one would leave an
+-- entry per anonymous session that nothing ever frees.
+local function index_of(session_key)
+  return (string.gsub(session_key, ':s:[%w_%-]+$', ':idx'))
+end
+
 -- The session key of hash part `hash` beside `session_key` (same prefix
 -- and `{tag}`, so the same slot): where a rotation alias leads. Derived,
 -- not declared, for the reason `lock_of` gives.

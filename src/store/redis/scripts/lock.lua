@@ -1,7 +1,7 @@
 -- lock: take a session's lock and read the session, atomically: the holder
 -- starts from the latest state in one round trip. Refreshes `@seen` (TTL,
 -- index score) when the touch interval has passed, as `load` does.
--- KEYS[1] session, KEYS[2] index of its tag (the session's lock is derived).
+-- KEYS[1] session (the index of its tag and the lock are derived).
 -- ARGV[1] idle ms, ARGV[2] touch interval ms, ARGV[3] hash part, ARGV[4]
 -- lease ms (> 0).
 -- The fence is `HINCRBY @fence 1` on the session hash (it only grows, and
@@ -15,12 +15,13 @@
 local now = now_ms()
 local idle, touch, hash = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local lk = lock_of(KEYS[1])
+local idx = index_of(KEYS[1])
 -- Every reply but 'ok'. The caller may track keys (the client-side
 -- cache's connection runs every script; this one is not told): a missing
--- session key, index or lock (read by PTTL) must not stay in its tracking
+-- session key or lock (read by PTTL) must not stay in its tracking
 -- table (see `untrack`).
 local function miss(reply)
-  untrack(KEYS[1], KEYS[2], lk)
+  untrack(KEYS[1], lk)
   return reply
 end
 local state, m = inspect(KEYS[1], now, idle)
@@ -30,7 +31,7 @@ if state == 'moved' then return miss({'moved'}) end
 if state == 'corrupt' then return miss({'corrupt', 'not a session hash, or invalid metadata'}) end
 if state == 'expired' then
   redis.call('DEL', KEYS[1], lk)
-  if m.user then index_call('ZREM', KEYS[2], hash) end
+  if m.user then index_call('ZREM', idx, hash) end
   return miss({'none'})
 end
 -- A lock without a TTL, or not a string, would block the session forever
@@ -49,12 +50,8 @@ if now - m.seen >= touch then
   redis.call('HSET', KEYS[1], '@seen', int(now))
   put_ttl(KEYS[1], exp - now)
   if m.user then
-    index_call('ZADD', KEYS[2], int(now), hash)
-    extend_index(KEYS[2], exp)
+    index_call('ZADD', idx, int(now), hash)
+    extend_index(idx, exp)
   end
 end
-local all = redis.call('HGETALL', KEYS[1])
--- The declared index of an anonymous session (none exists): the stopgap
--- of load.lua.
-if not m.user then untrack(KEYS[2]) end
-return {'ok', now, exp, touched, all, fence}
+return {'ok', now, exp, touched, redis.call('HGETALL', KEYS[1]), fence}

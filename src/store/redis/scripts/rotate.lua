@@ -3,7 +3,7 @@
 -- an alias (the lock, holder and remaining lease, moves along: its holder
 -- reaches it through the alias) or a moved marker (the lock is dropped:
 -- the old token, and a holder that used it, can no longer write).
--- KEYS[1] old session, KEYS[2] new session, KEYS[3] index of the tag (the
+-- KEYS[1] old session, KEYS[2] new session (the index of the tag and the
 -- locks of both are derived).
 -- ARGV[1] idle ms, ARGV[2] 'alias' | 'moved', ARGV[3] grace ms,
 -- ARGV[4] old hash part, ARGV[5] new hash part.
@@ -13,18 +13,19 @@
 local now = now_ms()
 local idle, grace = tonumber(ARGV[1]), tonumber(ARGV[3])
 local old_lock, new_lock = lock_of(KEYS[1]), lock_of(KEYS[2])
+local idx = index_of(KEYS[1])
 -- Every reply but 'ok'. The caller may track keys (the client-side
 -- cache's connection runs every script; this one is not told): missing
--- session keys or index must not stay in its tracking table (see
+-- session keys must not stay in its tracking table (see
 -- `untrack`).
 local function miss(reply)
-  untrack(KEYS[1], KEYS[2], KEYS[3])
+  untrack(KEYS[1], KEYS[2])
   return reply
 end
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'expired' then
   redis.call('DEL', KEYS[1], old_lock)
-  if m.user then index_call('ZREM', KEYS[3], ARGV[4]) end
+  if m.user then index_call('ZREM', idx, ARGV[4]) end
   return miss({'gone'})
 end
 if state == 'alias' or state == 'moved' then return miss({'superseded'}) end
@@ -40,9 +41,9 @@ redis.call('HSET', KEYS[2], '@issued', int(now), '@seen', int(now))
 redis.call('HINCRBY', KEYS[2], '@ver', 1)
 put_ttl(KEYS[2], exp - now)
 if m.user then
-  index_call('ZREM', KEYS[3], ARGV[4])
-  index_call('ZADD', KEYS[3], int(now), ARGV[5])
-  extend_index(KEYS[3], exp)
+  index_call('ZREM', idx, ARGV[4])
+  index_call('ZADD', idx, int(now), ARGV[5])
+  extend_index(idx, exp)
 end
 if grace > 0 then
   if ARGV[2] == 'alias' then
@@ -53,13 +54,8 @@ if grace > 0 then
   redis.call('PEXPIRE', KEYS[1], int(grace))
 end
 -- Redis 7.0 tracks every declared key at each read-only command (see
--- `untrack`): an anonymous tag has no index, and without a grace period
--- the old key is gone (for a user, PEXPIRETIME tracked it again after the
--- RENAME freed its entry). Every other key exists, or was written after
--- the last read.
-if not m.user then
-  untrack(KEYS[3])
-elseif grace <= 0 then
-  untrack(KEYS[1])
-end
+-- `untrack`): without a grace period the old key is gone, and for a user
+-- PEXPIRETIME tracked it again after the RENAME freed its entry. Every
+-- other key exists, or was written after the last read.
+if m.user and grace <= 0 then untrack(KEYS[1]) end
 return {'ok', now, exp}

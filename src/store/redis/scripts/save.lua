@@ -1,7 +1,7 @@
 -- save: apply a delta (clear, remove, set) to a live session, bump `@ver`,
 -- refresh `@seen`. Never creates a session. A fenced delta is applied only
 -- if its fence is the session's latest (`@fence`).
--- KEYS[1] session, KEYS[2] index of its tag.
+-- KEYS[1] session (the index of its tag is derived: see `index_of`).
 -- ARGV[1] idle ms, ARGV[2] hash part, ARGV[3] clear ('1' or '0'),
 -- ARGV[4] '1' when the caller keeps a client-side cache (CLIENT TRACKING
 -- ... NOLOOP): the reply then carries every field, read after the last
@@ -14,11 +14,11 @@
 local now = now_ms()
 local idle, hash = tonumber(ARGV[1]), ARGV[2]
 local tracked = ARGV[4] == '1'
--- Every reply but 'ok': with a caller that tracks keys, neither a missing
--- session key nor a missing index may stay in its tracking table (see
--- `untrack` and load.lua).
+local idx = index_of(KEYS[1])
+-- Every reply but 'ok': with a caller that tracks keys, a missing session
+-- key must not stay in its tracking table (see `untrack`).
 local function miss(reply)
-  if tracked then untrack(KEYS[1], KEYS[2]) end
+  if tracked then untrack(KEYS[1]) end
   return reply
 end
 local state, m = inspect(KEYS[1], now, idle)
@@ -26,7 +26,7 @@ if state == 'alias' then return miss({'alias', m}) end
 if state == 'moved' then return miss({'moved'}) end
 if state == 'expired' then
   redis.call('DEL', KEYS[1])
-  if m.user then index_call('ZREM', KEYS[2], hash) end
+  if m.user then index_call('ZREM', idx, hash) end
   return miss({'gone'})
 end
 if state ~= 'live' then return miss({'gone'}) end
@@ -48,14 +48,10 @@ redis.call('HSET', KEYS[1], '@seen', int(now))
 local exp = math.min(now + idle, m.deadline)
 put_ttl(KEYS[1], exp - now)
 if m.user then
-  index_call('ZADD', KEYS[2], int(now), hash)
-  extend_index(KEYS[2], exp)
+  index_call('ZADD', idx, int(now), hash)
+  extend_index(idx, exp)
 end
 if tracked then
-  local all = redis.call('HGETALL', KEYS[1])
-  -- The declared index of an anonymous session (none exists): the
-  -- stopgap of load.lua.
-  if not m.user then untrack(KEYS[2]) end
-  return {'ok', now, exp, all}
+  return {'ok', now, exp, redis.call('HGETALL', KEYS[1])}
 end
 return {'ok', now, exp}

@@ -2,34 +2,32 @@
 -- read found the touch due and queued it; this call refreshes `@seen`, the
 -- TTL and the index score of a session that is still live, and is a no-op
 -- for anything else (gone, expired, a marker).
--- KEYS[1] session, KEYS[2] index of its tag.
+-- KEYS[1] session (the index of its tag is derived: see `index_of`).
 -- ARGV[1] idle ms, ARGV[2] hash part.
 -- Reply: {'ok', now, expires_at, seen, version} | {'gone'}.
 local now = now_ms()
 local idle, hash = tonumber(ARGV[1]), ARGV[2]
+local idx = index_of(KEYS[1])
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'expired' then
   redis.call('DEL', KEYS[1])
-  if m.user then index_call('ZREM', KEYS[2], hash) end
+  if m.user then index_call('ZREM', idx, hash) end
 end
 -- Only a cache calls this, on a tracking connection: a missing session
--- key or index must not stay in its tracking table (see `untrack`).
+-- key must not stay in its tracking table (see `untrack`).
 if state ~= 'live' then
-  untrack(KEYS[1], KEYS[2])
+  untrack(KEYS[1])
   return {'gone'}
 end
 local exp = math.min(now + idle, m.deadline)
 redis.call('HSET', KEYS[1], '@seen', int(now))
 put_ttl(KEYS[1], exp - now)
 if m.user then
-  index_call('ZADD', KEYS[2], int(now), hash)
-  extend_index(KEYS[2], exp)
+  index_call('ZADD', idx, int(now), hash)
+  extend_index(idx, exp)
 end
 -- The caller tracks keys with NOLOOP: its own write took the key out of its
 -- tracking table, and this read puts it back, so that other clients' writes
 -- keep invalidating its copy.
 redis.call('EXISTS', KEYS[1])
--- The declared index of an anonymous session (none exists): the stopgap
--- of load.lua.
-if not m.user then untrack(KEYS[2]) end
 return {'ok', now, exp, int(now), m.ver}
