@@ -33,12 +33,13 @@ pub(super) enum Conn {
     Manager(ConnectionManager),
     /// A Cluster connection (redis-rs routes by key).
     Cluster(ClusterConnection),
-    /// A link (the Sentinel master, or a tracked link of the cache) and
-    /// the epoch of its connection.
+    /// A link (the Sentinel master, or a tracked link of the cache), the
+    /// epoch of its connection, and the key the call was routed by.
     Link {
         link: Arc<Link>,
         conn: MultiplexedConnection,
         epoch: u64,
+        route: String,
     },
 }
 
@@ -54,13 +55,18 @@ impl RedisStore {
                 }
             };
             let (conn, epoch) = link.get().await?;
-            return Ok(Conn::Link { link, conn, epoch });
+            return Ok(Conn::Link {
+                link,
+                conn,
+                epoch,
+                route: key.to_owned(),
+            });
         }
-        Self::plain(&self.inner.backend).await
+        Self::plain(&self.inner.backend, key).await
     }
 
-    /// A connection of `backend` (no cache).
-    pub(super) async fn plain(backend: &Backend) -> Result<Conn> {
+    /// A connection of `backend` (no cache) for a call routed by `key`.
+    pub(super) async fn plain(backend: &Backend, key: &str) -> Result<Conn> {
         Ok(match backend {
             Backend::Standalone(c) => Conn::Manager(c.clone()),
             Backend::Cluster(c) => Conn::Cluster(c.clone()),
@@ -70,37 +76,103 @@ impl RedisStore {
                     link: link.clone(),
                     conn,
                     epoch,
+                    route: key.to_owned(),
                 }
             }
         })
     }
 
-    /// Runs one script call on `conn` under the command timeout.
+    /// Runs one script call on `conn` under the command timeout. On a link,
+    /// a reply that proves the call did not run — `READONLY` (the server
+    /// was demoted: a failover) or `MOVED` (the slot moved to another
+    /// primary) — is retried once, on the new master or primary, and
+    /// `conn` becomes the connection that answered.
     pub(super) async fn exec(&self, conn: &mut Conn, inv: &ScriptInvocation<'_>) -> Result<Value> {
         let limit = self.inner.command_timeout;
-        match conn {
-            Conn::Manager(c) => timed(limit, inv.invoke_async::<Value>(c))
-                .await?
-                .map_err(|e| redis_error(e, limit)),
-            Conn::Cluster(c) => timed(limit, inv.invoke_async::<Value>(c))
-                .await?
-                .map_err(|e| redis_error(e, limit)),
-            Conn::Link { link, conn, epoch } => {
-                let result = timed(limit, inv.invoke_async::<Value>(conn)).await?;
-                match &result {
-                    Ok(_) => link.replied(),
-                    Err(e) => {
-                        link.failed(*epoch, e);
-                        if is_redirect(e) || e.is_connection_dropped() || e.is_io_error() {
-                            if let Some(nodes) = &self.inner.cache {
-                                nodes.mark_stale();
-                            }
-                        }
+        let first = match &mut *conn {
+            Conn::Manager(c) => {
+                return timed(limit, inv.invoke_async::<Value>(c))
+                    .await?
+                    .map_err(|e| redis_error(e, limit))
+            }
+            Conn::Cluster(c) => {
+                return timed(limit, inv.invoke_async::<Value>(c))
+                    .await?
+                    .map_err(|e| redis_error(e, limit))
+            }
+            Conn::Link {
+                link,
+                conn: c,
+                epoch,
+                ..
+            } => self.on_link(link, c, *epoch, inv).await?,
+        };
+        let (Err(e), Conn::Link { link, route, .. }) = (&first, &*conn) else {
+            return first.map_err(|e| redis_error(e, limit));
+        };
+        match e.kind() {
+            ::redis::ErrorKind::Server(::redis::ServerErrorKind::ReadOnly) => {}
+            ::redis::ErrorKind::Server(::redis::ServerErrorKind::Moved) => {
+                // The link is still up, and calls in flight on it may carry
+                // tickets for keys of the moved slot: none may cache.
+                if let Some(cache) = link.cache() {
+                    cache.reset();
+                }
+            }
+            _ => return first.map_err(|e| redis_error(e, limit)),
+        }
+        let route = route.clone();
+        let mut again = match (&self.inner.cache, link.cache()) {
+            (Some(nodes), Some(_)) => {
+                nodes.refresh().await?;
+                self.conn(&route).await?
+            }
+            // A plain Sentinel link: the store's, or the revocations' own.
+            _ => {
+                let backend = match &self.inner.durable_backend {
+                    Some(b @ Backend::Sentinel(own)) if Arc::ptr_eq(own, link) => b,
+                    _ => &self.inner.backend,
+                };
+                Self::plain(backend, &route).await?
+            }
+        };
+        let retried = match &mut again {
+            Conn::Link {
+                link,
+                conn: c,
+                epoch,
+                ..
+            } => self.on_link(link, c, *epoch, inv).await?,
+            _ => return first.map_err(|e| redis_error(e, limit)),
+        };
+        // The call's tickets belong to the first connection, whose epoch
+        // (READONLY: lost) or cache (MOVED: reset) no longer lets them
+        // cache; the retry's reply is not cached.
+        *conn = again;
+        retried.map_err(|e| redis_error(e, limit))
+    }
+
+    /// One invocation on a link's connection, with the link told.
+    async fn on_link(
+        &self,
+        link: &Arc<Link>,
+        conn: &mut MultiplexedConnection,
+        epoch: u64,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<::redis::RedisResult<Value>> {
+        let result = timed(self.inner.command_timeout, inv.invoke_async::<Value>(conn)).await?;
+        match &result {
+            Ok(_) => link.replied(),
+            Err(e) => {
+                link.failed(epoch, e);
+                if is_redirect(e) || e.is_connection_dropped() || e.is_io_error() {
+                    if let Some(nodes) = &self.inner.cache {
+                        nodes.mark_stale();
                     }
                 }
-                result.map_err(|e| redis_error(e, limit))
             }
         }
+        Ok(result)
     }
 
     /// Runs one script call whose first key is `key` under the command
@@ -210,7 +282,7 @@ impl RedisStore {
     /// which must not stall every other request), else the usual one.
     pub(super) async fn revocation_conn(&self, key: &str) -> Result<Conn> {
         match &self.inner.durable_backend {
-            Some(backend) => Self::plain(backend).await,
+            Some(backend) => Self::plain(backend, key).await,
             None => self.conn(key).await,
         }
     }

@@ -46,6 +46,13 @@ impl RedisStoreBuilder {
                     .max_retry_wait(duration_u64(self.retry_max_delay))
                     .build()
                     .map_err(|e| Error::store(format!("invalid Redis Cluster configuration: {e}")))?;
+                if self.lazy {
+                    // Connects to the nodes in the background; calls fail
+                    // (503) until it can.
+                    let conn = client
+                        .get_pending_async_connection_with_config(::redis::cluster::ClusterConfig::new());
+                    return Ok(Backend::Cluster(conn));
+                }
                 let conn = timed(limit, client.get_async_connection())
                     .await?
                     .map_err(|e| redis_error(e, limit))?;
