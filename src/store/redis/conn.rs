@@ -160,9 +160,10 @@ impl RedisStore {
         epoch: u64,
         inv: &ScriptInvocation<'_>,
     ) -> Result<::redis::RedisResult<Value>> {
+        let sent = link.stamp();
         let result = timed(self.inner.command_timeout, inv.invoke_async::<Value>(conn)).await?;
         match &result {
-            Ok(_) => link.replied(),
+            Ok(_) => link.answered(sent),
             Err(e) => {
                 link.failed(epoch, e);
                 if is_redirect(e) || e.is_connection_dropped() || e.is_io_error() {

@@ -5,8 +5,14 @@
 //!
 //! - An answer `master` confirms the link: the server is alive, and every
 //!   invalidation it sent before the answer has been applied.
-//! - Any other role (a failover demoted it), an error, or no answer within
-//!   one interval drops the link's connection and empties its cache; the
+//! - For Sentinel, the sentinels are asked too which master they name
+//!   (one `SENTINEL GET-MASTER-ADDR-BY-NAME` on a kept connection): after a
+//!   failover the old master calls itself master until the sentinels
+//!   reconfigure it (seconds later), and writes it took meanwhile would be
+//!   lost.
+//! - Any other role (a failover demoted it), another master named by the
+//!   sentinels, an error, or no answer within one interval drops the
+//!   link's connection and empties its cache; the
 //!   next call connects again (to the new master, for Sentinel) and, on a
 //!   Cluster, fetches the slot map first.
 //!
@@ -84,10 +90,20 @@ async fn beat(link: Arc<Link>, limit: Duration) -> bool {
     let Some((mut conn, epoch)) = link.live() else {
         return false;
     };
+    let sent = link.stamp();
     let role = timed(limit, ::redis::cmd("ROLE").query_async::<Role>(&mut conn)).await;
     match role {
         Ok(Ok(Role::Primary { .. })) => {
-            link.replied();
+            // A Sentinel master that still calls itself master may already
+            // be replaced: the sentinels decide.
+            if let Some(named) = link.target().named_master(limit).await {
+                if link.addr().is_some_and(|addr| addr != named) {
+                    tracing::warn!(link = ?link, master = %named, "Redis Sentinel: the sentinels name another master; the connection to the old one was dropped and its cached sessions emptied");
+                    link.lost(epoch);
+                    return true;
+                }
+            }
+            link.answered(sent);
             false
         }
         Ok(Ok(_)) => {

@@ -126,6 +126,7 @@ impl RedisStore {
         }
         let limit = self.inner.command_timeout;
         let mut sent = batch.len();
+        let sent_at = link.stamp();
         let mut results = timed(
             limit,
             pipe.query_async::<Vec<RedisResult<Value>>>(&mut conn),
@@ -146,7 +147,7 @@ impl RedisStore {
         cache.count_flushed(sent);
         let results = match results {
             Ok(Ok(results)) => {
-                link.replied();
+                link.answered(sent_at);
                 results
             }
             Ok(Err(e)) => {

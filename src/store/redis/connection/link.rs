@@ -46,9 +46,14 @@ pub(crate) struct Link {
     epochs: AtomicU64,
     /// One connection attempt at a time.
     connecting: tokio::sync::Mutex<()>,
-    /// When the server last proved alive and current: a reply, a heartbeat
-    /// answered as primary, a connection made (ms since `born`).
+    /// When the server last proved alive and current: the send time of a
+    /// command it answered (a call, a heartbeat answered as primary, the
+    /// connection set-up), in ms since `born`.
     confirmed_ms: AtomicU64,
+    /// Connection attempts finished.
+    attempts: AtomicU64,
+    /// The address of the last connection.
+    addr: Mutex<Option<String>>,
     born: Instant,
 }
 
@@ -79,6 +84,8 @@ impl Link {
             epochs: AtomicU64::new(0),
             connecting: tokio::sync::Mutex::new(()),
             confirmed_ms: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            addr: Mutex::new(None),
             born: Instant::now(),
         })
     }
@@ -103,19 +110,28 @@ impl Link {
         }
         // One attempt at a time, shared: callers that arrive while one runs
         // take its outcome instead of queueing attempts of their own (each
-        // could take the whole connection timeout when Redis is away).
-        let _one_at_a_time = match self.connecting.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => {
-                drop(self.connecting.lock().await);
-                return self.current().ok_or_else(|| {
-                    Error::store("Redis is unreachable: the connection attempt failed")
-                });
-            }
-        };
+        // could take the whole connection timeout when Redis is away). A
+        // caller that waited and saw no attempt finish meanwhile makes the
+        // next one: otherwise waiters could hand the lock to each other,
+        // each failing fast, with nobody ever connecting again.
+        let seen = self.attempts.load(Ordering::Acquire);
+        let _one_at_a_time = self.connecting.lock().await;
         if let Some(c) = self.current() {
             return Ok(c);
         }
+        if self.attempts.load(Ordering::Acquire) != seen {
+            return Err(Error::store(
+                "Redis is unreachable: the connection attempt failed",
+            ));
+        }
+        let attempt = self.connect().await;
+        self.attempts.fetch_add(1, Ordering::Release);
+        attempt
+    }
+
+    /// One connection attempt (the caller holds `connecting`).
+    async fn connect(self: &Arc<Self>) -> Result<(MultiplexedConnection, u64)> {
+        let sent = self.stamp();
         let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
         let weak: Weak<Link> = Arc::downgrade(self);
         let mut config = AsyncConnectionConfig::new()
@@ -133,6 +149,8 @@ impl Link {
         }
         let limit = self.connection_timeout.max(self.command_timeout);
         let client = timed(limit, self.target.client(self.cache.is_some())).await??;
+        *self.addr.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(client.get_connection_info().addr().to_string());
         let mut conn = timed(
             limit,
             client.get_multiplexed_async_connection_with_config(&config),
@@ -142,7 +160,7 @@ impl Link {
         let Some(cache) = &self.cache else {
             *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some((conn.clone(), epoch));
-            self.replied();
+            self.answered(sent);
             return Ok((conn, epoch));
         };
         let limit = self.command_timeout;
@@ -166,7 +184,7 @@ impl Link {
                 "the Redis connection of the client-side cache closed while it was set up",
             ));
         }
-        self.replied();
+        self.answered(sent);
         Ok((conn, epoch))
     }
 
@@ -218,16 +236,38 @@ impl Link {
         }
     }
 
-    /// The server answered: it is alive, and every invalidation it sent
-    /// before this answer has been applied (pushes and replies share the
-    /// socket, in order).
-    pub(crate) fn replied(&self) {
-        self.confirmed_ms
-            .store(self.elapsed_ms(), Ordering::Relaxed);
+    /// The instant to pass to [`answered`](Self::answered): take it just
+    /// before sending.
+    pub(crate) fn stamp(&self) -> u64 {
+        self.elapsed_ms()
+    }
+
+    /// The server answered a command sent at `sent` (from
+    /// [`stamp`](Self::stamp)): it was alive then, and every invalidation it
+    /// sent before the answer has been applied (pushes and replies share the
+    /// socket, in order). The send time, not the time the reply is read,
+    /// counts: on a busy runtime a reply that arrived before a partition can
+    /// be read long after it, and must not vouch for the server since.
+    pub(crate) fn answered(&self, sent: u64) {
+        self.confirmed_ms.fetch_max(sent, Ordering::Relaxed);
     }
 
     fn elapsed_ms(&self) -> u64 {
         u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The address this link last connected to (`host:port`), for the
+    /// Sentinel check.
+    pub(crate) fn addr(&self) -> Option<String> {
+        self.addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Where the link connects.
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
     }
 
     /// Whether the server proved alive within `window`: a cache hit is only

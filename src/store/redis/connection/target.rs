@@ -3,6 +3,9 @@
 //! time the link (re)connects.
 
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use std::time::Duration;
+
+use ::redis::aio::MultiplexedConnection;
 use ::redis::{Client, ProtocolVersion};
 
 use crate::{Error, Result};
@@ -16,8 +19,12 @@ pub(crate) enum Target {
     /// link asks again whenever it connects.
     Sentinel {
         client: tokio::sync::Mutex<SentinelClient>,
-        /// For logs: the master's name.
+        /// The master's name.
         name: String,
+        /// The sentinels' URLs, and a connection to one of them kept for
+        /// the heartbeat's question (see [`Target::named_master`]).
+        sentinels: Vec<String>,
+        watch: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     },
 }
 
@@ -51,14 +58,52 @@ impl Target {
         Ok(Target::Sentinel {
             client: tokio::sync::Mutex::new(client),
             name: name.to_owned(),
+            sentinels: sentinels.to_vec(),
+            watch: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// For a Sentinel target: the address (`host:port`) the sentinels name
+    /// as master now (`SENTINEL GET-MASTER-ADDR-BY-NAME`, one command on a
+    /// kept connection), `None` for a fixed target or when no sentinel
+    /// answers within `limit`. The heartbeat compares it with the link's:
+    /// after a failover the old master may still call itself master for
+    /// seconds (until the sentinels reconfigure it), and writes it takes
+    /// then are lost when it is demoted.
+    pub(crate) async fn named_master(&self, limit: Duration) -> Option<String> {
+        let Target::Sentinel {
+            name,
+            sentinels,
+            watch,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let mut watch = watch.lock().await;
+        for _ in 0..2 {
+            if watch.is_none() {
+                *watch = first_reachable(sentinels, limit).await;
+            }
+            let conn = watch.as_mut()?;
+            let mut cmd = ::redis::cmd("SENTINEL");
+            cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(name);
+            let asked = cmd.query_async::<Option<(String, u16)>>(conn);
+            match tokio::time::timeout(limit, asked).await {
+                Ok(Ok(Some((host, port)))) => return Some(format!("{host}:{port}")),
+                // This sentinel is gone or does not know the master: ask
+                // another one.
+                _ => *watch = None,
+            }
+        }
+        None
     }
 
     /// A client for the server to connect to now, in RESP3 when `resp3`.
     pub(crate) async fn client(&self, resp3: bool) -> Result<Client> {
         let client = match self {
             Target::Fixed(c) => c.clone(),
-            Target::Sentinel { client, name } => {
+            Target::Sentinel { client, name, .. } => {
                 client.lock().await.async_get_client().await.map_err(|e| {
                     Error::store(format!(
                         "Redis Sentinel: no reachable master for {name:?}: {e}"
@@ -76,4 +121,19 @@ impl Target {
             .set_protocol(ProtocolVersion::RESP3);
         Client::open(info.set_redis_settings(redis)).map_err(Error::store)
     }
+}
+
+/// A connection to the first of `sentinels` that accepts one within `limit`.
+async fn first_reachable(sentinels: &[String], limit: Duration) -> Option<MultiplexedConnection> {
+    for url in sentinels {
+        let Ok(client) = Client::open(url.as_str()) else {
+            continue;
+        };
+        if let Ok(Ok(conn)) =
+            tokio::time::timeout(limit, client.get_multiplexed_async_connection()).await
+        {
+            return Some(conn);
+        }
+    }
+    None
 }
