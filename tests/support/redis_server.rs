@@ -91,6 +91,23 @@ impl RedisServer {
         text(&value)
     }
 
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `SIGSTOP`s the server: it keeps its connections and its port (the
+    /// kernel still accepts connections) but answers nothing, as a network
+    /// partition that drops packets without a reset would look.
+    pub fn pause(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// `SIGCONT`s a [`pause`](Self::pause)d server.
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT");
+    }
+
     /// Kills the server (as a crash would); [`restart`](Self::restart)
     /// brings an empty one back on the same port.
     pub fn stop(&mut self) {
@@ -158,6 +175,17 @@ fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
         }
         Err(e) => panic!("could not start redis-server: {e}"),
     }
+}
+
+/// Sends `SIG<name>` (`STOP`, `CONT`) to process `pid` with `kill(1)`.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("could not run kill -{name} {pid}: {e}"));
+    assert!(status.success(), "kill -{name} {pid} exited with {status}");
 }
 
 pub fn free_port() -> u16 {
