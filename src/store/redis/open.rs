@@ -89,10 +89,10 @@ impl RedisStoreBuilder {
         let nodes = match (&self.source, backend) {
             (Source::Url(url), _) => {
                 let client = Client::open(url.as_str()).map_err(Error::store)?;
-                CacheNodes::One(settings.link(Target::Fixed(client)))
+                CacheNodes::One(settings.link(Target::Fixed(Box::new(client))))
             }
             (Source::Client(client), _) => {
-                CacheNodes::One(settings.link(Target::Fixed(client.clone())))
+                CacheNodes::One(settings.link(Target::Fixed(Box::new(client.clone()))))
             }
             (Source::Sentinel { .. }, _) => CacheNodes::One(settings.link(self.sentinel_target()?)),
             (Source::Cluster(nodes), Backend::Cluster(conn)) => {

@@ -170,7 +170,7 @@ impl ClusterLinks {
             return Ok(link.clone());
         }
         let client = Client::open(self.node_info(addr)?).map_err(Error::store)?;
-        let link = self.settings.link(Target::Fixed(client));
+        let link = self.settings.link(Target::Fixed(Box::new(client)));
         Ok(self.lock().entry(addr.to_owned()).or_insert(link).clone())
     }
 

@@ -13,19 +13,22 @@ use crate::{Error, Result};
 /// The server a link connects to.
 pub(crate) enum Target {
     /// One server (standalone, or one Cluster primary).
-    Fixed(Client),
+    Fixed(Box<Client>),
     /// The master of `name`, as the sentinels say now. redis-rs has no
     /// connection that follows a failover by itself (redis-rs#1438), so the
     /// link asks again whenever it connects.
-    Sentinel {
-        client: tokio::sync::Mutex<SentinelClient>,
-        /// The master's name.
-        name: String,
-        /// The sentinels' URLs, and a connection to one of them kept for
-        /// the heartbeat's question (see [`Target::named_master`]).
-        sentinels: Vec<String>,
-        watch: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-    },
+    Sentinel(Box<Sentinel>),
+}
+
+/// A Sentinel target's state.
+pub(crate) struct Sentinel {
+    client: tokio::sync::Mutex<SentinelClient>,
+    /// The master's name.
+    name: String,
+    /// The sentinels' URLs, and a connection to one of them kept for the
+    /// heartbeat's question (see [`Target::named_master`]).
+    sentinels: Vec<String>,
+    watch: tokio::sync::Mutex<Option<MultiplexedConnection>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -33,7 +36,7 @@ impl std::fmt::Debug for Target {
         match self {
             // The connection info may hold a password.
             Target::Fixed(c) => write!(f, "Fixed({})", c.get_connection_info().addr()),
-            Target::Sentinel { name, .. } => write!(f, "Sentinel({name})"),
+            Target::Sentinel(s) => write!(f, "Sentinel({})", s.name),
         }
     }
 }
@@ -55,12 +58,12 @@ impl Target {
             SentinelServerType::Master,
         )
         .map_err(|e| Error::store(format!("invalid Redis Sentinel configuration: {e}")))?;
-        Ok(Target::Sentinel {
+        Ok(Target::Sentinel(Box::new(Sentinel {
             client: tokio::sync::Mutex::new(client),
             name: name.to_owned(),
             sentinels: sentinels.to_vec(),
             watch: tokio::sync::Mutex::new(None),
-        })
+        })))
     }
 
     /// For a Sentinel target: the address (`host:port`) the sentinels name
@@ -71,15 +74,15 @@ impl Target {
     /// seconds (until the sentinels reconfigure it), and writes it takes
     /// then are lost when it is demoted.
     pub(crate) async fn named_master(&self, limit: Duration) -> Option<String> {
-        let Target::Sentinel {
+        let Target::Sentinel(sentinel) = self else {
+            return None;
+        };
+        let Sentinel {
             name,
             sentinels,
             watch,
             ..
-        } = self
-        else {
-            return None;
-        };
+        } = &**sentinel;
         let mut watch = watch.lock().await;
         for _ in 0..2 {
             if watch.is_none() {
@@ -102,13 +105,19 @@ impl Target {
     /// A client for the server to connect to now, in RESP3 when `resp3`.
     pub(crate) async fn client(&self, resp3: bool) -> Result<Client> {
         let client = match self {
-            Target::Fixed(c) => c.clone(),
-            Target::Sentinel { client, name, .. } => {
-                client.lock().await.async_get_client().await.map_err(|e| {
-                    Error::store(format!(
-                        "Redis Sentinel: no reachable master for {name:?}: {e}"
-                    ))
-                })?
+            Target::Fixed(c) => (**c).clone(),
+            Target::Sentinel(s) => {
+                let name = &s.name;
+                s.client
+                    .lock()
+                    .await
+                    .async_get_client()
+                    .await
+                    .map_err(|e| {
+                        Error::store(format!(
+                            "Redis Sentinel: no reachable master for {name:?}: {e}"
+                        ))
+                    })?
             }
         };
         if !resp3 {
