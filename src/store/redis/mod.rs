@@ -76,7 +76,7 @@
 //!
 //! # Atomicity and Redis Cluster
 //!
-//! Each [`SessionStore`] method is one script call (one round trip, atomic
+//! Each [`SessionStore`](crate::SessionStore) method is one script call (one round trip, atomic
 //! in Redis), with these exceptions:
 //! - **login from a session in another slot on a Redis Cluster** (an
 //!   anonymous session, or switching users): the new session lives in the
@@ -232,7 +232,7 @@ fn lease_ms(d: Duration) -> i64 {
     ms(d).max(1)
 }
 
-/// A [`SessionStore`] in Redis: atomic Lua scripts, a per-user index, keys
+/// A [`SessionStore`](crate::SessionStore) in Redis: atomic Lua scripts, a per-user index, keys
 /// that are safe for Redis Cluster, and expiry on the Redis clock. See the
 /// [module docs](self) for the key layout.
 ///
