@@ -31,7 +31,7 @@ use sessionkit::{
 use http_client::*;
 use support::Backend;
 
-scenario_tests!(
+scenario_tests!(@topologies
     continue_on_store_failure_serves_without_a_session,
     cookie_attributes_and_defaults,
     persistent_cookie_max_age_is_refreshed_by_touch,

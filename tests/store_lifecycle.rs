@@ -577,7 +577,7 @@ async fn saves_racing_a_rotation_are_all_kept(b: Backend) {
     }
 }
 
-backend_tests!(
+backend_tests!(@topologies
     a_moved_id_is_superseded_not_gone,
     an_alias_chain_leads_to_the_latest_session,
     an_alias_chain_is_followed_up_to_the_hop_limit,

@@ -47,10 +47,29 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Generates, for each scenario `async fn name(backend: Backend, fw: Framework)`
 /// of the calling file, one test per backend × framework: `memory_axum::name`,
 /// `memory_actix::name` and, with the `redis` feature, `redis_axum::name` and
-/// `redis_actix::name`. The calling file declares `mod support;` and
+/// `redis_actix::name` (and `redis_cached_axum::name`,
+/// `redis_cached_actix::name`). The calling file declares `mod support;` and
 /// `mod http_client;`.
+///
+/// `scenario_tests!(@topologies a, b)` adds the Redis Cluster and Sentinel
+/// backends, with and without the client cache, on both frameworks
+/// (`redis_cluster_axum`, `redis_cluster_actix`, `redis_cluster_cached_axum`,
+/// `redis_cluster_cached_actix`, `redis_sentinel_axum`, ...; on the binary's
+/// shared topologies: see `support::shared`). Only `http_scenarios.rs` uses
+/// it, so that the other suites do not grow.
 #[macro_export]
 macro_rules! scenario_tests {
+    (@topologies $($name:ident),* $(,)?) => {
+        $crate::scenario_tests!($($name),*);
+        $crate::scenario_tests!(@mod redis_cluster_axum, redis_cluster, Axum, [feature = "redis"]; $($name),*);
+        $crate::scenario_tests!(@mod redis_cluster_actix, redis_cluster, Actix, [all(feature = "redis", feature = "actix")]; $($name),*);
+        $crate::scenario_tests!(@mod redis_cluster_cached_axum, redis_cluster_cached, Axum, [feature = "redis"]; $($name),*);
+        $crate::scenario_tests!(@mod redis_cluster_cached_actix, redis_cluster_cached, Actix, [all(feature = "redis", feature = "actix")]; $($name),*);
+        $crate::scenario_tests!(@mod redis_sentinel_axum, redis_sentinel, Axum, [feature = "redis"]; $($name),*);
+        $crate::scenario_tests!(@mod redis_sentinel_actix, redis_sentinel, Actix, [all(feature = "redis", feature = "actix")]; $($name),*);
+        $crate::scenario_tests!(@mod redis_sentinel_cached_axum, redis_sentinel_cached, Axum, [feature = "redis"]; $($name),*);
+        $crate::scenario_tests!(@mod redis_sentinel_cached_actix, redis_sentinel_cached, Actix, [all(feature = "redis", feature = "actix")]; $($name),*);
+    };
     ($($name:ident),* $(,)?) => {
         $crate::scenario_tests!(@mod memory_axum, memory, Axum, []; $($name),*);
         $crate::scenario_tests!(@mod memory_actix, memory, Actix, [feature = "actix"]; $($name),*);

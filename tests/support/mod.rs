@@ -22,6 +22,12 @@ pub mod redis_sentinel;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 #[cfg(feature = "redis")]
+pub mod shared;
+#[cfg(feature = "redis")]
+use redis_cluster::RedisCluster;
+#[cfg(feature = "redis")]
+use redis_sentinel::RedisSentinel;
+#[cfg(feature = "redis")]
 pub use redis_server::RedisServer;
 #[cfg(feature = "redis")]
 use sessionkit::redis::RedisStore;
@@ -46,6 +52,38 @@ pub enum Backend {
     #[cfg(feature = "redis")]
     RedisCached {
         server: RedisServer,
+        store: RedisStore,
+    },
+    /// Redis store on the test binary's shared 6-node Redis Cluster
+    /// ([`shared::cluster`]), under a key prefix of this test's own.
+    #[cfg(feature = "redis")]
+    RedisCluster {
+        cluster: &'static RedisCluster,
+        prefix: String,
+        store: RedisStore,
+    },
+    /// [`Backend::RedisCluster`] with the client-side cache on (one per
+    /// primary).
+    #[cfg(feature = "redis")]
+    RedisClusterCached {
+        cluster: &'static RedisCluster,
+        prefix: String,
+        store: RedisStore,
+    },
+    /// Redis store on the test binary's shared Sentinel setup
+    /// ([`shared::sentinel`]: master, replica, 3 sentinels), under a key
+    /// prefix of this test's own.
+    #[cfg(feature = "redis")]
+    RedisSentinel {
+        sentinel: &'static RedisSentinel,
+        prefix: String,
+        store: RedisStore,
+    },
+    /// [`Backend::RedisSentinel`] with the client-side cache on.
+    #[cfg(feature = "redis")]
+    RedisSentinelCached {
+        sentinel: &'static RedisSentinel,
+        prefix: String,
         store: RedisStore,
     },
 }
@@ -89,14 +127,99 @@ impl Backend {
         Backend::RedisCached { server, store }
     }
 
+    /// A Redis store on the binary's shared Redis Cluster, under a fresh
+    /// key prefix (the cluster starts on first use: see [`shared`]).
+    #[cfg(feature = "redis")]
+    pub async fn redis_cluster() -> Self {
+        let (cluster, prefix, store) = Self::on_cluster(None).await;
+        Backend::RedisCluster {
+            cluster,
+            prefix,
+            store,
+        }
+    }
+
+    /// [`redis_cluster`](Self::redis_cluster) with the client-side cache on
+    /// (1000 sessions per primary).
+    #[cfg(feature = "redis")]
+    pub async fn redis_cluster_cached() -> Self {
+        let (cluster, prefix, store) = Self::on_cluster(Some(1000)).await;
+        Backend::RedisClusterCached {
+            cluster,
+            prefix,
+            store,
+        }
+    }
+
+    /// A Redis store on the binary's shared Sentinel setup, under a fresh
+    /// key prefix (the setup starts on first use: see [`shared`]).
+    #[cfg(feature = "redis")]
+    pub async fn redis_sentinel() -> Self {
+        let (sentinel, prefix, store) = Self::on_sentinel(None).await;
+        Backend::RedisSentinel {
+            sentinel,
+            prefix,
+            store,
+        }
+    }
+
+    /// [`redis_sentinel`](Self::redis_sentinel) with the client-side cache
+    /// on (1000 sessions).
+    #[cfg(feature = "redis")]
+    pub async fn redis_sentinel_cached() -> Self {
+        let (sentinel, prefix, store) = Self::on_sentinel(Some(1000)).await;
+        Backend::RedisSentinelCached {
+            sentinel,
+            prefix,
+            store,
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    async fn on_cluster(cache: Option<usize>) -> (&'static RedisCluster, String, RedisStore) {
+        let cluster = shared::cluster().await;
+        let prefix = shared::unique_prefix();
+        let mut builder = RedisStore::builder()
+            .cluster(cluster.nodes())
+            .key_prefix(prefix.clone());
+        if let Some(max) = cache {
+            builder = builder.client_cache(max);
+        }
+        let store = builder
+            .build()
+            .await
+            .expect("connect to the shared Redis Cluster");
+        (cluster, prefix, store)
+    }
+
+    #[cfg(feature = "redis")]
+    async fn on_sentinel(cache: Option<usize>) -> (&'static RedisSentinel, String, RedisStore) {
+        let sentinel = shared::sentinel().await;
+        let prefix = shared::unique_prefix();
+        let mut builder = RedisStore::builder()
+            .sentinel(sentinel.master_name(), sentinel.sentinel_urls())
+            .key_prefix(prefix.clone());
+        if let Some(max) = cache {
+            builder = builder.client_cache(max);
+        }
+        let store = builder
+            .build()
+            .await
+            .expect("connect to the shared Sentinel master");
+        (sentinel, prefix, store)
+    }
+
     /// The store as the manager sees it.
     pub fn store(&self) -> Arc<dyn SessionStore> {
         match self {
             Backend::Memory { store, .. } => Arc::new(store.clone()),
             #[cfg(feature = "redis")]
-            Backend::Redis { store, .. } | Backend::RedisCached { store, .. } => {
-                Arc::new(store.clone())
-            }
+            Backend::Redis { store, .. }
+            | Backend::RedisCached { store, .. }
+            | Backend::RedisCluster { store, .. }
+            | Backend::RedisClusterCached { store, .. }
+            | Backend::RedisSentinel { store, .. }
+            | Backend::RedisSentinelCached { store, .. } => Arc::new(store.clone()),
         }
     }
 
@@ -111,7 +234,12 @@ impl Backend {
         match self {
             Backend::Memory { clock, .. } => clock.advance(by),
             #[cfg(feature = "redis")]
-            Backend::Redis { .. } | Backend::RedisCached { .. } => tokio::time::sleep(by).await,
+            Backend::Redis { .. }
+            | Backend::RedisCached { .. }
+            | Backend::RedisCluster { .. }
+            | Backend::RedisClusterCached { .. }
+            | Backend::RedisSentinel { .. }
+            | Backend::RedisSentinelCached { .. } => tokio::time::sleep(by).await,
         }
     }
 
@@ -123,40 +251,50 @@ impl Backend {
             Backend::Redis { .. } => "redis",
             #[cfg(feature = "redis")]
             Backend::RedisCached { .. } => "redis-cached",
+            #[cfg(feature = "redis")]
+            Backend::RedisCluster { .. } => "redis-cluster",
+            #[cfg(feature = "redis")]
+            Backend::RedisClusterCached { .. } => "redis-cluster-cached",
+            #[cfg(feature = "redis")]
+            Backend::RedisSentinel { .. } => "redis-sentinel",
+            #[cfg(feature = "redis")]
+            Backend::RedisSentinelCached { .. } => "redis-sentinel-cached",
         }
     }
 }
 
 /// Generates one `#[tokio::test]` per backend for each scenario function
-/// `async fn name(backend: Backend)` defined in the calling file.
+/// `async fn name(backend: Backend)` defined in the calling file: modules
+/// `memory`, `redis` and `redis_cached`.
+///
+/// `backend_tests!(@topologies a, b)` adds the Redis Cluster and Sentinel
+/// backends (modules `redis_cluster`, `redis_cluster_cached`,
+/// `redis_sentinel`, `redis_sentinel_cached`, on the binary's shared
+/// topologies: see [`shared`]). Only the store conformance suites use it, so
+/// that the other suites do not grow.
 #[macro_export]
 macro_rules! backend_tests {
+    (@topologies $($name:ident),* $(,)?) => {
+        $crate::backend_tests!($($name),*);
+        $crate::backend_tests!(@mod redis_cluster, redis_cluster, [feature = "redis"]; $($name),*);
+        $crate::backend_tests!(@mod redis_cluster_cached, redis_cluster_cached, [feature = "redis"]; $($name),*);
+        $crate::backend_tests!(@mod redis_sentinel, redis_sentinel, [feature = "redis"]; $($name),*);
+        $crate::backend_tests!(@mod redis_sentinel_cached, redis_sentinel_cached, [feature = "redis"]; $($name),*);
+    };
+    (@mod $module:ident, $backend:ident, [$($cfg:meta)?]; $($name:ident),*) => {
+        $(#[cfg($cfg)])?
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::$backend().await).await
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::support::Backend::memory().await).await
-                }
-            )*
-        }
-        #[cfg(feature = "redis")]
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::support::Backend::redis().await).await
-                }
-            )*
-        }
-        #[cfg(feature = "redis")]
-        mod redis_cached {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::support::Backend::redis_cached().await).await
-                }
-            )*
-        }
+        $crate::backend_tests!(@mod memory, memory, []; $($name),*);
+        $crate::backend_tests!(@mod redis, redis, [feature = "redis"]; $($name),*);
+        $crate::backend_tests!(@mod redis_cached, redis_cached, [feature = "redis"]; $($name),*);
     };
 }

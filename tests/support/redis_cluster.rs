@@ -145,10 +145,16 @@ impl RedisCluster {
     /// `cluster_state:ok` with all 16384 slots assigned and all nodes agree.
     /// Retries on other ports if a port was taken meanwhile.
     pub fn start() -> Self {
+        Self::start_named("cluster")
+    }
+
+    /// [`start`](Self::start), its files (and so every node's command line)
+    /// under `sessionkit-<kind>-<pid>-<n>` ([`unique_dir`]).
+    pub fn start_named(kind: &str) -> Self {
         require_redis_cli();
         let mut last_error = String::new();
         for attempt in 1..=3 {
-            let dir = unique_dir("cluster");
+            let dir = unique_dir(kind);
             let mut cluster = RedisCluster {
                 dir,
                 nodes: Vec::new(),
@@ -226,6 +232,11 @@ impl RedisCluster {
                     // after the default 5 s.
                     "--repl-diskless-sync-delay".into(),
                     "0".into(),
+                    // Keeps the command line (and so the dir in it) as
+                    // started, for the watchdog of a shared cluster
+                    // (`support::shared`), which finds its nodes by it.
+                    "--set-proc-title".into(),
+                    "no".into(),
                 ];
                 let log = self.dir.join(format!("node-{port}.log"));
                 match RedisProcess::spawn(port, args, log) {

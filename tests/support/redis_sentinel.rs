@@ -33,9 +33,15 @@ impl RedisSentinel {
     /// `failover-timeout 3000`, `parallel-syncs 1`) and waits until each of
     /// them sees the primary, the replica and the 2 other sentinels.
     pub fn start() -> Self {
+        Self::start_named("sentinel")
+    }
+
+    /// [`start`](Self::start), its files (and so every process's command
+    /// line) under `sessionkit-<kind>-<pid>-<n>` ([`unique_dir`]).
+    pub fn start_named(kind: &str) -> Self {
         // Owned from the start, so that a panic halfway kills what started.
         let mut setup = RedisSentinel {
-            dir: unique_dir("sentinel"),
+            dir: unique_dir(kind),
             data: Vec::new(),
             sentinels: Vec::new(),
             killed_master: None,
@@ -268,6 +274,10 @@ fn spawn_data_node(dir: &Path, taken: &mut BTreeSet<u16>, replica_of: Option<u16
             // A full resync starts at once, not after the default 5 s.
             "--repl-diskless-sync-delay",
             "0",
+            // Keeps the command line (and so the dir in it) as started, for
+            // the watchdog of a shared setup (`support::shared`).
+            "--set-proc-title",
+            "no",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -303,7 +313,8 @@ fn spawn_sentinel(dir: &Path, taken: &mut BTreeSet<u16>, master: u16) -> RedisPr
              sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
              sentinel failover-timeout {MASTER_NAME} 3000\n\
-             sentinel parallel-syncs {MASTER_NAME} 1\n",
+             sentinel parallel-syncs {MASTER_NAME} 1\n\
+             set-proc-title no\n",
             dir = dir.display(),
         );
         std::fs::write(&conf, body).unwrap_or_else(|e| panic!("write {}: {e}", conf.display()));
