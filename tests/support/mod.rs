@@ -12,6 +12,7 @@ use sessionkit::{MemoryStore, SessionConfig, SessionManager, SessionStore};
 pub mod axum_app;
 pub mod browser;
 pub mod failing_store;
+pub mod load;
 pub mod outcomes;
 pub mod race;
 pub mod records;
