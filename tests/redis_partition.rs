@@ -531,7 +531,7 @@ async fn a_demoted_cluster_primary_loses_its_cached_sessions_only() {
             emptied = Some(issued.elapsed());
             resets_grew = cached.client_cache_stats().unwrap().resets > resets0;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let (demoted, emptied) = (demoted.unwrap(), emptied.unwrap());
     let left = cached.cached_len();
@@ -711,7 +711,7 @@ async fn a_demoted_sentinel_master_loses_its_cached_sessions() {
         if untracked.is_none() && tracked_clients(master) == Some(0) {
             untracked = Some(issued.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(1));
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let (promoted, demoted, emptied) = (promoted.unwrap(), demoted.unwrap(), emptied.unwrap());
 
