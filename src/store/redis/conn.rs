@@ -85,10 +85,12 @@ impl RedisStore {
     /// Runs one script call on `conn` under the command timeout. On a link,
     /// a reply that proves the call did not run — `READONLY` (the server
     /// was demoted: a failover) or `MOVED` (the slot moved to another
-    /// primary) — is retried once, on the new master or primary, and
-    /// `conn` becomes the connection that answered.
+    /// primary) — is retried once, on the new master or primary, within
+    /// what is left of the command timeout, and `conn` becomes the
+    /// connection that answered.
     pub(super) async fn exec(&self, conn: &mut Conn, inv: &ScriptInvocation<'_>) -> Result<Value> {
         let limit = self.inner.command_timeout;
+        let started = std::time::Instant::now();
         let first = match &mut *conn {
             Conn::Manager(c) => {
                 return timed(limit, inv.invoke_async::<Value>(c))
@@ -121,29 +123,45 @@ impl RedisStore {
             }
             _ => return first.map_err(|e| redis_error(e, limit)),
         }
+        // Finding the new master or primary and the second try share what
+        // is left of the command timeout: the whole call stays within it.
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return first.map_err(|e| redis_error(e, limit));
+        }
         let route = route.clone();
-        let mut again = match (&self.inner.cache, link.cache()) {
-            (Some(nodes), Some(_)) => {
-                nodes.refresh().await?;
-                self.conn(&route).await?
-            }
-            // A plain Sentinel link: the store's, or the revocations' own.
-            _ => {
-                let backend = match &self.inner.durable_backend {
-                    Some(b @ Backend::Sentinel(own)) if Arc::ptr_eq(own, link) => b,
-                    _ => &self.inner.backend,
-                };
-                Self::plain(backend, &route).await?
-            }
+        let retry = async {
+            let mut again = match (&self.inner.cache, link.cache()) {
+                (Some(nodes), Some(_)) => {
+                    nodes.refresh().await?;
+                    self.conn(&route).await?
+                }
+                // A plain Sentinel link: the store's, or the revocations' own.
+                _ => {
+                    let backend = match &self.inner.durable_backend {
+                        Some(b @ Backend::Sentinel(own)) if Arc::ptr_eq(own, link) => b,
+                        _ => &self.inner.backend,
+                    };
+                    Self::plain(backend, &route).await?
+                }
+            };
+            let retried = match &mut again {
+                Conn::Link {
+                    link,
+                    conn: c,
+                    epoch,
+                    ..
+                } => Some(self.on_link(link, c, *epoch, inv).await?),
+                _ => None,
+            };
+            Ok::<_, crate::Error>((again, retried))
         };
-        let retried = match &mut again {
-            Conn::Link {
-                link,
-                conn: c,
-                epoch,
-                ..
-            } => self.on_link(link, c, *epoch, inv).await?,
-            _ => return first.map_err(|e| redis_error(e, limit)),
+        let (again, retried) = match tokio::time::timeout(left, retry).await {
+            Ok(done) => done?,
+            Err(_) => return Err(crate::Error::StoreTimeout(limit)),
+        };
+        let Some(retried) = retried else {
+            return first.map_err(|e| redis_error(e, limit));
         };
         // The call's tickets belong to the first connection, whose epoch
         // (READONLY: lost) or cache (MOVED: reset) no longer lets them

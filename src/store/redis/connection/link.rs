@@ -1,9 +1,11 @@
 //! A [`Link`]: one multiplexed connection to one server, with epochs.
 //!
-//! Links serve the client-side cache (one per server: a RESP3 connection
-//! with `CLIENT TRACKING ON NOLOOP`, whose invalidation pushes feed that
+//! Links serve the client-side cache (one per server: a connection with
+//! `CLIENT TRACKING ON NOLOOP`, whose invalidation pushes feed that
 //! server's [`ClientCache`]) and Sentinel deployments (where the server is
-//! whichever master the sentinels name when the link connects).
+//! whichever master the sentinels name when the link connects). Every link
+//! speaks RESP3, so that a `Disconnection` push says at once that the
+//! server closed the connection.
 //!
 //! A link is not a `ConnectionManager`, on purpose: a connection manager
 //! swaps its socket behind the caller's back on reconnection and does not
@@ -134,21 +136,21 @@ impl Link {
         let sent = self.stamp();
         let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
         let weak: Weak<Link> = Arc::downgrade(self);
-        let mut config = AsyncConnectionConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connection_timeout))
             .set_response_timeout(Some(self.command_timeout));
-        // Pushes need RESP3, which only a tracking link speaks; a plain
-        // (Sentinel) link learns of a lost connection from its calls.
-        if self.cache.is_some() {
-            config = config.set_push_sender(move |push: PushInfo| {
-                if let Some(link) = weak.upgrade() {
-                    link.on_push(epoch, push);
-                }
-                Ok::<(), std::convert::Infallible>(())
-            });
-        }
+        // Every link speaks RESP3 for the pushes: invalidations for a
+        // tracking link, and for all a `Disconnection` as soon as the server
+        // closes the connection (Sentinel kills the clients of a master it
+        // demotes), so the next call reconnects instead of failing on it.
+        let config = config.set_push_sender(move |push: PushInfo| {
+            if let Some(link) = weak.upgrade() {
+                link.on_push(epoch, push);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
         let limit = self.connection_timeout.max(self.command_timeout);
-        let client = timed(limit, self.target.client(self.cache.is_some())).await??;
+        let client = timed(limit, self.target.client()).await??;
         *self.addr.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(client.get_connection_info().addr().to_string());
         let mut conn = timed(

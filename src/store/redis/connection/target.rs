@@ -102,8 +102,8 @@ impl Target {
         None
     }
 
-    /// A client for the server to connect to now, in RESP3 when `resp3`.
-    pub(crate) async fn client(&self, resp3: bool) -> Result<Client> {
+    /// A client (RESP3) for the server to connect to now.
+    pub(crate) async fn client(&self) -> Result<Client> {
         let client = match self {
             Target::Fixed(c) => (**c).clone(),
             Target::Sentinel(s) => {
@@ -120,9 +120,6 @@ impl Target {
                     })?
             }
         };
-        if !resp3 {
-            return Ok(client);
-        }
         let info = client.get_connection_info().clone();
         let redis = info
             .redis_settings()
