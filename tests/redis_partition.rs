@@ -527,9 +527,16 @@ async fn a_demoted_cluster_primary_loses_its_cached_sessions_only() {
         if demoted.is_none() && role(primary).as_deref() == Ok("slave") {
             demoted = Some(issued.elapsed());
         }
-        if emptied.is_none() && cached.cached_len() <= expected_left {
-            emptied = Some(issued.elapsed());
-            resets_grew = cached.client_cache_stats().unwrap().resets > resets0;
+        // The demoted primary's cache is reset (a whole-cache reset counts
+        // once per server); its sessions are then re-read from, and cached
+        // for, the new primary by the reader, so the count alone may never
+        // dip to the others' number.
+        if emptied.is_none() {
+            let grew = cached.client_cache_stats().unwrap().resets > resets0;
+            if grew || cached.cached_len() <= expected_left {
+                emptied = Some(issued.elapsed());
+                resets_grew = grew;
+            }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -617,10 +624,16 @@ async fn a_demoted_cluster_primary_loses_its_cached_sessions_only() {
         "the copies of the demoted primary were dropped {} after its demotion",
         ms(emptied.saturating_sub(demoted))
     );
-    assert_eq!(
-        left,
-        elsewhere.len(),
-        "only the demoted primary's copies go"
+    // The other primaries' copies all stayed (every one a hit just above);
+    // the demoted primary's were dropped by a reset of its cache alone.
+    assert!(
+        left >= elsewhere.len(),
+        "only the demoted primary's copies go: {left} left of {} elsewhere",
+        elsewhere.len()
+    );
+    assert!(
+        resets_grew || left == elsewhere.len(),
+        "the demoted primary's cache was not reset"
     );
     assert_eq!(
         elsewhere_misses, 0,
