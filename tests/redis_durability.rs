@@ -24,16 +24,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
-use serde_json::json;
 use sessionkit::redis::RedisStore;
-use sessionkit::store::{
-    ClientInfo, Data, Delta, LoadOutcome, NewSession, SaveOutcome, Tag, Timeouts, Token,
-};
+use sessionkit::store::{LoadOutcome, SaveOutcome, Token};
 use sessionkit::{Error, SessionConfig, SessionId, SessionManager, SessionStore};
 use support::axum_app::{app, send_as, Reply};
 use support::redis_cluster::{info_field, poll, query_text};
 use support::redis_sentinel::RedisSentinel;
 use support::redis_server::signal;
+use support::store_k::{calm, create, ms, set_k, try_create, value};
 use support::RedisServer;
 
 /// The `WAIT` timeout of the durable revocations.
@@ -44,55 +42,8 @@ const UNAVAILABLE: &str = "session store unavailable";
 
 // ---------------------------------------------------------------- helpers
 
-fn calm() -> Timeouts {
-    Timeouts {
-        idle: Duration::from_secs(3600),
-        absolute: Duration::from_secs(3600),
-        touch_interval: Duration::from_secs(600),
-    }
-}
-
-fn set_k(k: i64) -> Delta {
-    Delta {
-        set: vec![("k".to_owned(), json!(k))],
-        ..Delta::default()
-    }
-}
-
-async fn try_create(store: &RedisStore, k: i64) -> sessionkit::Result<SessionId> {
-    let id = Token::generate(&Tag::random()).id();
-    let data: Data = [("k".to_owned(), json!(k))].into_iter().collect();
-    let client = ClientInfo::default();
-    store
-        .create(
-            &id,
-            NewSession {
-                data: &data,
-                client: &client,
-            },
-            &calm(),
-        )
-        .await?;
-    Ok(id)
-}
-
-async fn create(store: &RedisStore, k: i64) -> SessionId {
-    try_create(store, k).await.expect("create")
-}
-
-async fn value(store: &RedisStore, id: &SessionId) -> sessionkit::Result<Option<i64>> {
-    Ok(match store.load(id, &calm()).await? {
-        LoadOutcome::Live(l) => l.data.get("k").and_then(serde_json::Value::as_i64),
-        LoadOutcome::Superseded | LoadOutcome::Missing => None,
-    })
-}
-
 fn id_of(token: &str) -> SessionId {
     Token::parse(token).expect("a token").id()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// Whether `r` is the typed store-full error; panics with what it is

@@ -27,12 +27,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sessionkit::redis::{key_slot, RedisStore};
-use sessionkit::store::{
-    ClientInfo, Data, Delta, LoadOutcome, NewSession, SaveOutcome, Tag, Timeouts, Token,
-};
+use sessionkit::store::{Delta, LoadOutcome, SaveOutcome};
 use sessionkit::{Error, SessionId, SessionStore};
 use support::redis_cluster::{query, query_text, role, RedisCluster};
 use support::redis_sentinel::RedisSentinel;
+use support::store_k::{calm, create, ms, save_k, value};
 use support::RedisServer;
 
 /// The stores' heartbeat interval.
@@ -53,60 +52,12 @@ const SESSIONS: usize = 200;
 
 // ---------------------------------------------------------------- helpers
 
-/// Long idle timeout, touches every 10 minutes: no read writes.
-fn calm() -> Timeouts {
-    Timeouts {
-        idle: Duration::from_secs(3600),
-        absolute: Duration::from_secs(3600),
-        touch_interval: Duration::from_secs(600),
-    }
-}
-
-async fn create(store: &RedisStore, k: i64) -> SessionId {
-    let id = Token::generate(&Tag::random()).id();
-    let data: Data = [("k".to_owned(), json!(k))].into_iter().collect();
-    let client = ClientInfo::default();
-    store
-        .create(
-            &id,
-            NewSession {
-                data: &data,
-                client: &client,
-            },
-            &calm(),
-        )
-        .await
-        .expect("create");
-    id
-}
-
-/// `k` of a live session, `None` if it is not live.
-async fn value(store: &RedisStore, id: &SessionId) -> sessionkit::Result<Option<i64>> {
-    Ok(match store.load(id, &calm()).await? {
-        LoadOutcome::Live(l) => l.data.get("k").and_then(serde_json::Value::as_i64),
-        LoadOutcome::Superseded | LoadOutcome::Missing => None,
-    })
-}
-
-async fn save_k(store: &RedisStore, id: &SessionId, k: i64) {
-    let delta = Delta {
-        set: vec![("k".to_owned(), json!(k))],
-        ..Delta::default()
-    };
-    let out = store.save(id, &delta, &calm()).await.expect("save");
-    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
-}
-
 fn hits(store: &RedisStore) -> u64 {
     store.client_cache_stats().expect("cache on").hits
 }
 
 fn misses(store: &RedisStore) -> u64 {
     store.client_cache_stats().expect("cache on").misses
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// Nanoseconds since `base`, for atomics.

@@ -25,6 +25,8 @@ pub mod redis_server;
 #[cfg(feature = "redis")]
 pub mod shared;
 #[cfg(feature = "redis")]
+pub mod store_k;
+#[cfg(feature = "redis")]
 use redis_cluster::RedisCluster;
 #[cfg(feature = "redis")]
 use redis_sentinel::RedisSentinel;

@@ -46,6 +46,17 @@ local function untrack(...)
   if #made > 0 then redis.call('DEL', unpack(made)) end
 end
 
+-- The reply-maker of load and save for every reply but a live session's:
+-- with a caller that tracks keys (`tracked`, their ARGV flag), the session
+-- key may be missing (a random or stale cookie) and its entry is freed
+-- first. Never on the path of a live session.
+local function miss_for(tracked, key)
+  return function(reply)
+    if tracked then untrack(key) end
+    return reply
+  end
+end
+
 -- Runs a sorted-set command on an index. An index key of another type
 -- (only outside interference makes one) would fail every script of its
 -- users; it only lists sessions, so it is dropped and rebuilt as they are

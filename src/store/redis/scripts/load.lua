@@ -11,13 +11,7 @@ local now = now_ms()
 local idle, touch, hash = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local tracked = ARGV[4] == '1'
 local idx = index_of(KEYS[1])
--- Every reply but a live session's. The caller tracks keys: the session
--- key may be missing (a random or stale cookie), and must not stay in its
--- tracking table (see `untrack`). Never on the path of a live session.
-local function miss(reply)
-  if tracked then untrack(KEYS[1]) end
-  return reply
-end
+local miss = miss_for(tracked, KEYS[1])
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t == 'none' then return miss({'none'}) end
 if t ~= 'hash' then return miss({'corrupt', 'the key holds a ' .. t .. ', not a hash'}) end

@@ -15,12 +15,7 @@ local now = now_ms()
 local idle, hash = tonumber(ARGV[1]), ARGV[2]
 local tracked = ARGV[4] == '1'
 local idx = index_of(KEYS[1])
--- Every reply but 'ok': with a caller that tracks keys, a missing session
--- key must not stay in its tracking table (see `untrack`).
-local function miss(reply)
-  if tracked then untrack(KEYS[1]) end
-  return reply
-end
+local miss = miss_for(tracked, KEYS[1])
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'alias' then return miss({'alias', m}) end
 if state == 'moved' then return miss({'moved'}) end
