@@ -35,7 +35,7 @@ use support::failing_store::FailingStore;
 use support::race::{report, trials, InFlight, Tally};
 use support::Backend;
 
-scenario_tests!(
+scenario_tests!(@topologies
     parallel_requests_after_rotation_interval,
     login_races_writers_with_pre_login_token,
     rotate_races_writers,

@@ -13,7 +13,7 @@ use ::redis::{Script, ScriptInvocation, Value};
 
 use super::cache::{ClientCache, Ticket};
 use super::connection::link::Link;
-use super::connection::{is_redirect, redis_error, timed, Backend};
+use super::connection::{is_redirect, redis_error, timed, within, Backend};
 use super::keys::key_slot;
 use super::RedisStore;
 use crate::{Error, Result, SessionId};
@@ -92,16 +92,8 @@ impl RedisStore {
         let limit = self.inner.command_timeout;
         let started = std::time::Instant::now();
         let first = match &mut *conn {
-            Conn::Manager(c) => {
-                return timed(limit, inv.invoke_async::<Value>(c))
-                    .await?
-                    .map_err(|e| redis_error(e, limit))
-            }
-            Conn::Cluster(c) => {
-                return timed(limit, inv.invoke_async::<Value>(c))
-                    .await?
-                    .map_err(|e| redis_error(e, limit))
-            }
+            Conn::Manager(c) => return within(limit, inv.invoke_async::<Value>(c)).await,
+            Conn::Cluster(c) => return within(limit, inv.invoke_async::<Value>(c)).await,
             Conn::Link {
                 link,
                 conn: c,
@@ -272,12 +264,8 @@ impl RedisStore {
         );
         let limit = timeout + self.inner.command_timeout;
         let acked: Result<u64> = match conn {
-            Conn::Manager(c) => timed(limit, wait.query_async::<u64>(c))
-                .await?
-                .map_err(|e| redis_error(e, limit)),
-            Conn::Link { conn, .. } => timed(limit, wait.query_async::<u64>(conn))
-                .await?
-                .map_err(|e| redis_error(e, limit)),
+            Conn::Manager(c) => within(limit, wait.query_async::<u64>(c)).await,
+            Conn::Link { conn, .. } => within(limit, wait.query_async::<u64>(conn)).await,
             Conn::Cluster(c) => {
                 // WAIT has no key: send it to the primary that took the write.
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(

@@ -208,7 +208,7 @@ pub use self::builder::RedisStoreBuilder;
 pub use self::cache::ClientCacheStats;
 use self::connection::nodes::CacheNodes;
 pub use self::connection::RedisConnection;
-use self::connection::{redis_error, timed, Backend};
+use self::connection::{within, Backend};
 pub use self::keys::key_slot;
 use self::keys::Keys;
 use self::scripts::Scripts;
@@ -347,9 +347,7 @@ impl RedisStore {
         let limit = self.inner.command_timeout;
         for script in self.inner.scripts.all() {
             let mut conn = self.connection().await?;
-            timed(limit, script.load_async(&mut conn))
-                .await?
-                .map_err(|e| redis_error(e, limit))?;
+            within(limit, script.load_async(&mut conn)).await?;
         }
         Ok(())
     }

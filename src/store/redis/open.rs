@@ -1,6 +1,7 @@
 //! Opening a store's connections for its topology: the plain connection
 //! ([`Backend`]) and the tracked links of the client-side cache.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -13,7 +14,7 @@ use super::cache::{BATCH, FLUSH_EVERY};
 use super::connection::link::Link;
 use super::connection::nodes::{CacheNodes, CacheSettings, ClusterLinks};
 use super::connection::target::Target;
-use super::connection::{redis_error, timed, Backend};
+use super::connection::{within, Backend};
 use crate::{Error, Result};
 
 impl RedisStoreBuilder {
@@ -53,9 +54,7 @@ impl RedisStoreBuilder {
                         .get_pending_async_connection_with_config(::redis::cluster::ClusterConfig::new());
                     return Ok(Backend::Cluster(conn));
                 }
-                let conn = timed(limit, client.get_async_connection())
-                    .await?
-                    .map_err(|e| redis_error(e, limit))?;
+                let conn = within(limit, client.get_async_connection()).await?;
                 Ok(Backend::Cluster(conn))
             }
             Source::Sentinel { .. } => {
@@ -64,6 +63,7 @@ impl RedisStoreBuilder {
                     self.connection_timeout,
                     self.command_timeout,
                     None,
+                    store_runtime()?,
                 );
                 if !self.lazy {
                     link.get().await?;
@@ -85,6 +85,8 @@ impl RedisStoreBuilder {
             batch_size: BATCH,
             connection_timeout: self.connection_timeout,
             command_timeout: self.command_timeout,
+            batch_full: Arc::new(tokio::sync::Notify::new()),
+            runtime: store_runtime()?,
         };
         let nodes = match (&self.source, backend) {
             (Source::Url(url), _) => {
@@ -143,6 +145,14 @@ impl RedisStoreBuilder {
     }
 }
 
+/// The runtime the store is built on: its connections and background
+/// tasks live there.
+fn store_runtime() -> Result<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current().map_err(|_| {
+        Error::store("RedisStore must be built inside a Tokio runtime (its connections and background tasks run there)")
+    })
+}
+
 fn duration_u64(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -157,9 +167,7 @@ pub(super) async fn connect(
     if lazy {
         return ConnectionManager::new_lazy_with_config(client, config).map_err(Error::store);
     }
-    timed(limit, ConnectionManager::new_with_config(client, config))
-        .await?
-        .map_err(|e| redis_error(e, limit))
+    within(limit, ConnectionManager::new_with_config(client, config)).await
 }
 
 /// Whether the server runs in Cluster mode (`INFO cluster`): a Cluster
@@ -168,11 +176,10 @@ pub(super) async fn connect(
 /// the same call.
 pub(super) async fn cluster_enabled(backend: &Backend, limit: Duration) -> Result<bool> {
     let mut conn = backend.connection().await?;
-    let info: String = timed(
+    let info: String = within(
         limit,
         ::redis::cmd("INFO").arg("cluster").query_async(&mut conn),
     )
-    .await?
-    .map_err(|e| redis_error(e, limit))?;
+    .await?;
     Ok(info.lines().any(|l| l.trim() == "cluster_enabled:1"))
 }

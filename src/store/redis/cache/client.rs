@@ -102,8 +102,9 @@ pub(crate) struct ClientCache {
     batch_margin_ms: i64,
     /// Flush early once this many touches wait.
     batch_size: usize,
-    /// Woken when the touch queue reaches `batch_size`.
-    pub(crate) batch_full: Notify,
+    /// Woken when the touch queue reaches `batch_size` (shared by the
+    /// caches of one store: one flush task serves them all).
+    pub(crate) batch_full: Arc<Notify>,
     hits: AtomicU64,
     misses: AtomicU64,
     invalidations: AtomicU64,
@@ -121,7 +122,12 @@ impl std::fmt::Debug for ClientCache {
 }
 
 impl ClientCache {
-    pub(crate) fn new(capacity: NonZeroUsize, batch_margin_ms: i64, batch_size: usize) -> Self {
+    pub(crate) fn new(
+        capacity: NonZeroUsize,
+        batch_margin_ms: i64,
+        batch_size: usize,
+        batch_full: Arc<Notify>,
+    ) -> Self {
         ClientCache {
             state: Mutex::new(State {
                 lru: LruCache::new(capacity),
@@ -136,7 +142,7 @@ impl ClientCache {
             capacity,
             batch_margin_ms,
             batch_size: batch_size.max(1),
-            batch_full: Notify::new(),
+            batch_full,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),

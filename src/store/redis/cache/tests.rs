@@ -20,7 +20,12 @@ fn timeouts() -> Timeouts {
 }
 
 fn cache(cap: usize) -> Arc<ClientCache> {
-    let c = Arc::new(ClientCache::new(NonZeroUsize::new(cap).unwrap(), 3000, 64));
+    let c = Arc::new(ClientCache::new(
+        NonZeroUsize::new(cap).unwrap(),
+        3000,
+        64,
+        Arc::new(tokio::sync::Notify::new()),
+    ));
     assert!(c.connection_ready(1));
     c
 }

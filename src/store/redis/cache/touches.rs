@@ -38,37 +38,19 @@ pub(crate) fn spawn_flusher(inner: Weak<Inner>) {
             let Some(store) = inner.upgrade().map(|inner| RedisStore { inner }) else {
                 return;
             };
-            let caches = store.caches();
+            let Some(batch_full) = store.inner.cache.as_ref().and_then(|n| n.batch_full()) else {
+                return;
+            };
             drop(store);
             // Woken by a full batch of any server's cache, or at the end of
             // the interval.
-            let wake = caches.iter().map(|c| Box::pin(c.batch_full.notified()));
-            let any = first_of(wake);
-            let _ = tokio::time::timeout(FLUSH_EVERY, any).await;
-            drop(caches);
+            let _ = tokio::time::timeout(FLUSH_EVERY, batch_full.notified()).await;
             let Some(inner) = inner.upgrade() else {
                 return;
             };
             RedisStore { inner }.flush_touches().await;
         }
     });
-}
-
-/// Resolves when the first of `futs` does (never, for none).
-async fn first_of<F: std::future::Future + Unpin>(futs: impl Iterator<Item = F>) {
-    let mut futs: Vec<F> = futs.collect();
-    if futs.is_empty() {
-        return std::future::pending().await;
-    }
-    std::future::poll_fn(|cx| {
-        for f in &mut futs {
-            if std::pin::Pin::new(f).poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 fn is_noscript(r: &RedisResult<Value>) -> bool {

@@ -33,7 +33,7 @@ use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, PushInfo, PushKind, RedisError, ServerErrorKind};
 
 use super::target::Target;
-use super::{redis_error, timed};
+use super::{redis_error, timed, within};
 use crate::store::redis::cache::ClientCache;
 use crate::{Error, Result};
 
@@ -44,6 +44,8 @@ pub(crate) struct Link {
     command_timeout: Duration,
     /// The cache this link's tracking feeds, if it tracks.
     cache: Option<Arc<ClientCache>>,
+    /// The store's runtime, where connections are opened (see `connect`).
+    runtime: tokio::runtime::Handle,
     current: Mutex<Option<(MultiplexedConnection, u64)>>,
     epochs: AtomicU64,
     /// One connection attempt at a time.
@@ -76,8 +78,10 @@ impl Link {
         connection_timeout: Duration,
         command_timeout: Duration,
         cache: Option<Arc<ClientCache>>,
+        runtime: tokio::runtime::Handle,
     ) -> Arc<Self> {
         Arc::new(Link {
+            runtime,
             target,
             connection_timeout,
             command_timeout,
@@ -153,12 +157,20 @@ impl Link {
         let client = timed(limit, self.target.client()).await??;
         *self.addr.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(client.get_connection_info().addr().to_string());
-        let mut conn = timed(
-            limit,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await?
-        .map_err(|e| redis_error(e, limit))?;
+        // The connection's driver task runs on the runtime that opens it: on
+        // the store's, so that a connection opened while serving a request
+        // does not die with a short-lived runtime (an actix-web worker's, a
+        // test server's) and leave a dead socket that nothing reports.
+        let opening = self.runtime.spawn(async move {
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+        });
+        let mut conn = match tokio::time::timeout(limit, opening).await {
+            Ok(Ok(opened)) => opened.map_err(|e| redis_error(e, limit))?,
+            Ok(Err(join)) => return Err(Error::store(join)),
+            Err(_) => return Err(Error::StoreTimeout(limit)),
+        };
         let Some(cache) = &self.cache else {
             *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some((conn.clone(), epoch));
@@ -166,7 +178,7 @@ impl Link {
             return Ok((conn, epoch));
         };
         let limit = self.command_timeout;
-        timed(
+        within(
             limit,
             ::redis::cmd("CLIENT")
                 .arg("TRACKING")
@@ -174,8 +186,7 @@ impl Link {
                 .arg("NOLOOP")
                 .query_async::<()>(&mut conn),
         )
-        .await?
-        .map_err(|e| redis_error(e, limit))?;
+        .await?;
         // Publish first, then declare it live: a disconnection in between
         // finds it published and takes it back, and `connection_ready`
         // refuses an epoch already lost.

@@ -40,6 +40,14 @@ pub(crate) async fn timed<T>(
         .map_err(|_| Error::StoreTimeout(limit))
 }
 
+/// Runs a Redis call under a time limit, its error as a sessionkit error.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = ::redis::RedisResult<T>>,
+) -> Result<T> {
+    timed(limit, fut).await?.map_err(|e| redis_error(e, limit))
+}
+
 /// A Redis error as a sessionkit error: a timeout as
 /// [`Error::StoreTimeout`], `OOM` (maxmemory reached under `noeviction`)
 /// as [`Error::StoreFull`].

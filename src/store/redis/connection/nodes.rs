@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::{Client, ConnectionAddr, ConnectionInfo, Value};
@@ -26,7 +28,7 @@ use ::redis::{Client, ConnectionAddr, ConnectionInfo, Value};
 use super::link::Link;
 use super::slots::SlotMap;
 use super::target::Target;
-use super::{redis_error, timed};
+use super::within;
 use crate::store::redis::cache::ClientCache;
 use crate::store::redis::keys::key_slot;
 use crate::{Error, Result};
@@ -39,6 +41,11 @@ pub(crate) struct CacheSettings {
     pub(crate) batch_size: usize,
     pub(crate) connection_timeout: Duration,
     pub(crate) command_timeout: Duration,
+    /// Shared by every cache made here: the flush task waits on it.
+    pub(crate) batch_full: Arc<Notify>,
+    /// The store's runtime: links made later, while serving a request,
+    /// still open their connections there.
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 impl CacheSettings {
@@ -47,12 +54,14 @@ impl CacheSettings {
             self.capacity,
             self.batch_margin_ms,
             self.batch_size,
+            self.batch_full.clone(),
         ));
         Link::new(
             target,
             self.connection_timeout,
             self.command_timeout,
             Some(cache),
+            self.runtime.clone(),
         )
     }
 }
@@ -102,6 +111,14 @@ impl CacheNodes {
         match self {
             CacheNodes::One(link) => vec![link.clone()],
             CacheNodes::Cluster(c) => c.lock().values().cloned().collect(),
+        }
+    }
+
+    /// Woken when any of the caches has a full batch of touches.
+    pub(crate) fn batch_full(&self) -> Option<Arc<Notify>> {
+        match self {
+            CacheNodes::One(link) => link.cache().map(|c| c.batch_full.clone()),
+            CacheNodes::Cluster(c) => Some(c.settings.batch_full.clone()),
         }
     }
 
@@ -205,15 +222,14 @@ impl ClusterLinks {
         };
         let limit = self.settings.command_timeout;
         let mut seed = self.seed.clone();
-        let reply: Value = timed(
+        let reply: Value = within(
             limit,
             seed.route_command(
                 ::redis::cmd("CLUSTER").arg("SLOTS").clone(),
                 RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
             ),
         )
-        .await?
-        .map_err(|e| redis_error(e, limit))?;
+        .await?;
         let map = SlotMap::from_reply(reply)
             .map_err(|e| Error::store(format!("Redis Cluster: odd CLUSTER SLOTS reply: {e}")))?;
         let primaries = map.primaries();
