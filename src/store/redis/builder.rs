@@ -405,10 +405,14 @@ impl RedisStoreBuilder {
                 heartbeat: self.heartbeat,
                 durable: self.durable,
                 durable_backend,
+                touches: Default::default(),
             }),
         };
         if store.inner.cache.is_some() {
             spawn_flusher(Arc::downgrade(&store.inner));
+        }
+        if store.plain_reads() {
+            super::touches::spawn_touch_flusher(Arc::downgrade(&store.inner));
         }
         if store.inner.cache.is_some() || watch_sentinel {
             spawn_heartbeat(Arc::downgrade(&store.inner), self.heartbeat);

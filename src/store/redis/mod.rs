@@ -1,6 +1,8 @@
 //! [`RedisStore`]: the production store. Sessions live in Redis (one
 //! server, a Redis Cluster, or a Sentinel-monitored primary), every
-//! operation is one atomic Lua script, and expiry follows the Redis clock.
+//! write is one atomic Lua script, a read is one pipeline of plain commands
+//! (a script under Sentinel or with the client-side cache), and expiry
+//! follows the Redis clock.
 //!
 //! Requires Redis 7.0 or later (`PEXPIRETIME`, `#!lua` script flags).
 //!
@@ -39,12 +41,14 @@
 //! |-----|------|-------|
 //! | `<prefix>:{<tag>}:s:<hash>` | HASH | one session |
 //! | `<prefix>:{<tag>}:l:<hash>` | STRING | the session's lock: the holder's fence, with the lease as its TTL |
-//! | `<prefix>:{<tag>}:idx` | ZSET | the logged-in sessions of that tag: member = `<hash>`, score = last seen (ms) |
+//! | `<prefix>:{<tag>}:idx` | ZSET | the logged-in sessions of that tag: member = `<hash>`, score = the session's expiry (ms, Redis clock) |
 //!
 //! A session hash has one field per data key, `d:<key>`, holding the value's
 //! JSON, and metadata fields: `@user` (absent while anonymous), `@created`,
 //! `@seen`, `@issued` (token issued), `@deadline` (absolute deadline), all in
-//! milliseconds on the Redis clock, `@ver` (bumped by every write), `@ua`,
+//! milliseconds on the Redis clock, `@ver` (bumped by every write), `@ua`
+//! (with `@ua1`..`@ua3`: the `User-Agent` in pieces of at most 64 bytes, so
+//! the hash keeps Redis's compact encoding at the default configuration),
 //! `@ip`, and `@fence` (the latest lock fence issued: `HINCRBY` on every
 //! acquisition, absent until the first). Where a session used to be, a short-lived marker hash may stand:
 //! `@alias = <new hash>` after periodic rotation (the old token keeps reading
@@ -57,10 +61,21 @@
 //!
 //! Every session key has a TTL of `min(idle timeout, absolute deadline -
 //! now)`, computed inside the scripts from Redis `TIME`, and every read also
-//! checks both deadlines against `TIME`, so a session is never served late
-//! even if its key lingers. Reads refresh `@seen` and the TTL at most once
-//! per touch interval. An index's TTL is kept at or beyond the expiry of its
+//! checks both deadlines against the Redis time (`TIME` in a script; the
+//! Lua-free read takes it from the key itself, `PEXPIRETIME - PTTL`), so a
+//! session is never served late even if its key lingers. Reads refresh
+//! `@seen` and the TTL at most once per touch interval; the Lua-free read
+//! and the client cache queue that touch and send it in batches (every
+//! second, or per 128), except close to the deadline, where the load script
+//! touches at once. An index's TTL is kept at or beyond the expiry of its
 //! longest-lived member, so it disappears with its last session.
+//!
+//! Index scores are the members' expiry times, moved by every write that
+//! moves a session's expiry, so expired members leave an index in one
+//! `ZREMRANGEBYSCORE` and `ZCARD` counts the rest: a login with no per-user
+//! limit never reads the index, and one with a limit reads only the members
+//! over it, soonest-expiring first (for sessions below their absolute
+//! deadline, that is the least recently used).
 //!
 //! # The index, and why it is per tag
 //!
@@ -69,10 +84,10 @@
 //! tag, so a user's index is their tag's index. Two users may share a 48-bit
 //! tag, so every script that reads an index keeps only members whose
 //! session's `@user` is the user asked about and never touches the others.
-//! Scripts that read an index (login, `revoke_user`, `sessions_of`) drop
-//! members whose session is gone, expired, corrupt or a marker: listing,
-//! "log out everywhere" and the per-user limits cost O(the user's sessions),
-//! never a scan of the keyspace.
+//! Scripts that read an index (`revoke_user`, `sessions_of`, and login over
+//! a limit) drop members whose session is gone, expired, corrupt or a
+//! marker: listing and "log out everywhere" cost O(the user's sessions),
+//! never a scan of the keyspace, and a login O(log n).
 //!
 //! # Atomicity and Redis Cluster
 //!
@@ -122,13 +137,13 @@
 //!
 //! # Costs
 //!
-//! Commands per request through the middleware: a read-only request 1
-//! (`EVALSHA` load, touching at most once per touch interval); a write 2
-//! (load, save); a login 1 without a prior session, 2 from an anonymous
+//! Round trips per request through the middleware: a read-only request 1
+//! (the read pipeline `HGETALL`, `PEXPIRETIME`, `PTTL`; an `EVALSHA` load
+//! under Sentinel; touches are batched); a write 2 (read, save); a login 1 without a prior session, 2 from an anonymous
 //! session (load, login; 3 on a Cluster: load, login, retire, plus a
 //! save when the old session holds data to carry over); a
 //! logout 2 (load, revoke); a write under the session lock 4 (load, lock,
-//! save, unlock), plus one `lock` per poll while another request holds it,
+//! save, unlock), plus a `lock` per retry while another request holds it,
 //! and one `renew_lock` per third of the lease while the guard lives.
 //!
 //! With the client-side cache and the session cached: a read-only request
@@ -196,9 +211,11 @@ mod locking;
 mod login;
 mod open;
 mod ops;
+mod read;
 mod replies;
 mod reply;
 mod scripts;
+mod touches;
 
 use std::fmt;
 use std::sync::Arc;
@@ -280,6 +297,8 @@ struct Inner {
     durable: Option<(u64, Duration)>,
     /// The connection revocations go over when they are durable.
     durable_backend: Option<Backend>,
+    /// Idle-expiry touches queued by the Lua-free read path.
+    touches: touches::Touches,
 }
 
 impl fmt::Debug for RedisStore {

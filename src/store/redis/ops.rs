@@ -61,6 +61,24 @@ impl RedisStore {
         Ok((reply, ticket))
     }
 
+    /// One load script call (with a cache, on the key's tracked link).
+    async fn load_script(
+        &self,
+        asked: &SessionId,
+        timeouts: &Timeouts,
+    ) -> Result<(Read, Option<Ticket>)> {
+        let keys = self.inner.keys.session_only(asked);
+        let mut inv = invocation(&self.inner.scripts.load, &keys);
+        inv.arg(ms(timeouts.idle))
+            .arg(ms(timeouts.touch_interval))
+            .arg(asked.hash_part())
+            .arg(self.cache_flag());
+        let mut conn = self.conn(&keys[0]).await?;
+        let ticket = self.ticket(&conn, &keys[0]);
+        let read = Read::decode("load", self.exec(&mut conn, &inv).await?)?;
+        Ok((read, ticket))
+    }
+
     /// Caches the session a save left (`fields`, when the reply has them).
     fn cache_saved(
         &self,
@@ -136,15 +154,16 @@ impl SessionStore for RedisStore {
                     return Ok(LoadOutcome::Live(hit));
                 }
             }
-            let keys = self.inner.keys.session_only(&asked);
-            let mut inv = invocation(&self.inner.scripts.load, &keys);
-            inv.arg(idle)
-                .arg(ms(timeouts.touch_interval))
-                .arg(asked.hash_part())
-                .arg(self.cache_flag());
-            let mut conn = self.conn(&keys[0]).await?;
-            let ticket = self.ticket(&conn, &keys[0]);
-            let read = Read::decode("load", self.exec(&mut conn, &inv).await?)?;
+            let plain = if self.plain_reads() {
+                self.read_plain(&key, asked.hash_part(), timeouts, idle)
+                    .await?
+            } else {
+                None
+            };
+            let (read, ticket) = match plain {
+                Some(read) => (read, None),
+                None => self.load_script(&asked, timeouts).await?,
+            };
             match self.settle(&asked, read, ticket) {
                 Settled::Live(loaded, _) => return Ok(LoadOutcome::Live(loaded)),
                 Settled::Missing | Settled::Held => return Ok(LoadOutcome::Missing),

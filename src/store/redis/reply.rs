@@ -93,6 +93,8 @@ pub(crate) fn session_fields(fields: &[Value]) -> std::result::Result<(Meta, Dat
         client_ip: None,
     };
     let mut seen = [false; 5];
+    // The pieces of `@ua` (see `args::UA_FIELDS`), in any field order.
+    let mut ua: [Option<&str>; 4] = [None; 4];
     let mut data = Data::new();
     for pair in fields.chunks_exact(2) {
         let field = bytes(&pair[0]).ok_or("a field name is not a string")?;
@@ -114,7 +116,11 @@ pub(crate) fn session_fields(fields: &[Value]) -> std::result::Result<(Meta, Dat
         };
         match field {
             "@user" => meta.user_id = Some(value.to_owned()),
-            "@ua" => meta.user_agent = Some(value.to_owned()),
+            "@ua" | "@ua1" | "@ua2" | "@ua3" => {
+                let piece =
+                    usize::from(field.as_bytes()[field.len() - 1].saturating_sub(b'0')).min(3);
+                ua[if field == "@ua" { 0 } else { piece }] = Some(value);
+            }
             "@ip" => meta.client_ip = Some(value.to_owned()),
             "@created" => meta.created_ms = number(0, &mut seen)?,
             "@seen" => meta.last_seen_ms = number(1, &mut seen)?,
@@ -131,6 +137,11 @@ pub(crate) fn session_fields(fields: &[Value]) -> std::result::Result<(Meta, Dat
             }
             _ => {}
         }
+    }
+    if let Some(first) = ua[0] {
+        let mut whole = first.to_owned();
+        whole.extend(ua[1..].iter().map_while(|p| *p));
+        meta.user_agent = Some(whole);
     }
     if seen.iter().all(|s| *s) {
         Ok((meta, data))
@@ -199,6 +210,14 @@ mod tests {
         ]);
         let (meta, data) = session_fields(&fields(&pairs)).unwrap();
         assert_eq!(meta.user_id.as_deref(), Some("u"));
+        let mut split = META.to_vec();
+        split.extend([("@ua2", "c"), ("@ua", "a"), ("@ua1", "b")]);
+        let (split, _) = session_fields(&fields(&split)).unwrap();
+        assert_eq!(
+            split.user_agent.as_deref(),
+            Some("abc"),
+            "pieces joined in order"
+        );
         assert_eq!(
             (meta.created_ms, meta.last_seen_ms, meta.token_issued_ms),
             (1, 2, 3)

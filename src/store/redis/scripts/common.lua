@@ -4,7 +4,7 @@
 --
 -- Session hash fields: `d:<key>` = JSON of one data value; `@user`,
 -- `@created`, `@seen`, `@issued`, `@deadline` (ms on the Redis clock),
--- `@ver`, `@ua`, `@ip`, and `@fence` (the latest lock fence issued; only
+-- `@ver`, `@ua` (with `@ua1`..`@ua3`: pieces of at most 64 bytes), `@ip`, and `@fence` (the latest lock fence issued; only
 -- grows). Markers: `@alias` = new hash part, `@moved` = 1. A session's lock
 -- is a string key of its own (same `{tag}`) holding the holder's fence,
 -- with the lease as its TTL.
@@ -113,14 +113,43 @@ local function extend_index(idx, at)
   end
 end
 
+-- Index members are scored by their session's expiry (ms on the Redis
+-- clock), so that everything expired leaves an index in one
+-- ZREMRANGEBYSCORE and what remains counts the live sessions (issue 11:
+-- login never walks the index). Every write that moves a session's expiry
+-- moves its score with it: a score below the real expiry would let
+-- `index_prune` drop a live session from its user's list.
+local function index_put(idx, hash, exp)
+  index_call('ZADD', idx, int(exp), hash)
+  extend_index(idx, exp)
+end
+
+-- Drops the members whose session has expired by its score; O(log n + the
+-- members dropped). Their keys went with their TTL.
+local function index_prune(idx, now)
+  index_call('ZREMRANGEBYSCORE', idx, '-inf', int(now))
+end
+
 -- HSET of ARGV[from..] taken as field/value pairs, in chunks (unpack has a
--- stack limit).
-local function hset_args(key, from)
+-- stack limit), the pairs in `...` (if any) joining the first chunk.
+local function hset_args(key, from, ...)
+  local extra = {...}
   local i = from
+  if #extra > 0 and i >= #ARGV then
+    redis.call('HSET', key, unpack(extra))
+    return
+  end
   while i < #ARGV do
     local last = math.min(i + 199, #ARGV)
     if (last - i) % 2 == 0 then last = last - 1 end
-    redis.call('HSET', key, unpack(ARGV, i, last))
+    if #extra > 0 then
+      local buf = extra
+      for j = i, last do buf[#buf + 1] = ARGV[j] end
+      redis.call('HSET', key, unpack(buf))
+      extra = {}
+    else
+      redis.call('HSET', key, unpack(ARGV, i, last))
+    end
     i = last + 1
   end
 end
@@ -143,12 +172,15 @@ local function inspect(key, now, idle)
   if t == 'none' then return 'none' end
   if t ~= 'hash' then return 'corrupt' end
   local f = redis.call('HMGET', key, '@alias', '@moved', '@user', '@seen',
-    '@deadline', '@created', '@issued', '@ver', '@ua', '@ip')
+    '@deadline', '@created', '@issued', '@ver', '@ua', '@ip', '@ua1', '@ua2', '@ua3')
   if f[1] then return 'alias', f[1] end
   if f[2] then return 'moved' end
   local m = {
     user = f[3], seen = tonumber(f[4]), deadline = tonumber(f[5]),
-    created = f[6], issued = f[7], ver = f[8], ua = f[9], ip = f[10],
+    created = f[6], issued = f[7], ver = f[8], ip = f[10],
+    -- The User-Agent is stored in pieces of at most 64 bytes (see
+    -- `UA_CHUNK` in args.rs), so the hash stays a listpack.
+    ua = f[9] and (f[9] .. (f[11] or '') .. (f[12] or '') .. (f[13] or '')),
   }
   if not (m.seen and m.deadline and tonumber(f[6]) and tonumber(f[7]) and tonumber(f[8])) then
     return 'corrupt'

@@ -40,8 +40,7 @@ if now - seen >= touch then
   redis.call('HSET', KEYS[1], '@seen', int(now))
   put_ttl(KEYS[1], exp - now)
   if m['@user'] then
-    index_call('ZADD', idx, int(now), hash)
-    extend_index(idx, exp)
+    index_put(idx, hash, exp)
   end
   for i = 1, #all, 2 do
     if all[i] == '@seen' then all[i + 1] = int(now) end

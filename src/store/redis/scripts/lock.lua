@@ -50,8 +50,7 @@ if now - m.seen >= touch then
   redis.call('HSET', KEYS[1], '@seen', int(now))
   put_ttl(KEYS[1], exp - now)
   if m.user then
-    index_call('ZADD', idx, int(now), hash)
-    extend_index(idx, exp)
+    index_put(idx, hash, exp)
   end
 end
 return {'ok', now, exp, touched, redis.call('HGETALL', KEYS[1]), fence}

@@ -29,21 +29,50 @@ if KEYS[3] then
   if state == 'live' then old_key, old_hash = key, hash end
 end
 
-local others = live_of(idx, user, now, idle, old_hash)
+-- The per-user limit without walking the index (issue 11): expired members
+-- leave by score, ZCARD counts the rest, and only the excess is looked at,
+-- soonest-expiring first (for a session below its absolute deadline: the
+-- least recently used). With no limit, the index is only pruned by score.
+index_prune(idx, now)
 local evicted = {}
-if max > 0 and #others > max - 1 then
-  if policy == 'reject' then
-    untrack(unpack(KEYS))
-    return {'rejected'}
-  end
-  table.sort(others, function(a, b)
-    if a[3].seen ~= b[3].seen then return a[3].seen < b[3].seen end
-    return a[1] < b[1]
-  end)
-  for i = 1, #others - (max - 1) do
-    redis.call('DEL', others[i][2], others[i][4])
-    index_call('ZREM', idx, others[i][1])
-    evicted[#evicted + 1] = others[i][1]
+if max > 0 then
+  local count = index_call('ZCARD', idx)
+  local in_idx = old_hash and KEYS[4] == idx and redis.call('ZSCORE', idx, old_hash)
+  if in_idx then count = count - 1 end
+  local base = string.sub(idx, 1, -4)
+  -- Members kept at the front (another user's, or the old session, retired
+  -- below): the next candidates start after them.
+  local pos = 0
+  while count > max - 1 do
+    local batch = index_call('ZRANGE', idx, pos, pos + (count - (max - 1)) - 1)
+    if #batch == 0 then break end
+    for _, h in ipairs(batch) do
+      if count <= max - 1 then break end
+      if h == old_hash then
+        pos = pos + 1
+      else
+        local key, lock = base .. 's:' .. h, base .. 'l:' .. h
+        local state, m = inspect(key, now, idle)
+        if state == 'live' and m.user == user then
+          if policy == 'reject' then
+            untrack(unpack(KEYS))
+            return {'rejected'}
+          end
+          redis.call('DEL', key, lock)
+          index_call('ZREM', idx, h)
+          evicted[#evicted + 1] = h
+        elseif state == 'live' then
+          -- Another user who shares the tag: left alone, and not counted.
+          pos = pos + 1
+        else
+          if state == 'expired' and m.user == user then redis.call('DEL', key, lock) end
+          index_call('ZREM', idx, h)
+          -- Redis 7.2+ tracked the missing key `inspect` read.
+          if state == 'none' then untrack(key) end
+        end
+        count = count - 1
+      end
+    end
   end
 end
 
@@ -59,10 +88,7 @@ if old_key and not clear then
 end
 hset_args(KEYS[1], 11 + n)
 put_ttl(KEYS[1], exp - now)
-if exp > now then
-  index_call('ZADD', idx, int(now), new_hash)
-  extend_index(idx, exp)
-end
+if exp > now then index_put(idx, new_hash, exp) end
 
 if KEYS[3] then redis.call('DEL', lock_of(KEYS[3])) end
 if old_key then

@@ -2,7 +2,9 @@
 -- KEYS[1] index of the user's tag.
 -- ARGV[1] user id, ARGV[2] hash part to keep ('' for none).
 -- Reply: the hash parts of the sessions that ended.
-local live = live_of(KEYS[1], ARGV[1], now_ms(), nil, nil)
+local now = now_ms()
+index_prune(KEYS[1], now)
+local live = live_of(KEYS[1], ARGV[1], now, nil, nil)
 -- No live session: the index may be missing, and a caller that tracks
 -- keys must not keep it in its tracking table (see `untrack`). Ended
 -- sessions' ZREMs free the entry of an index that had them.

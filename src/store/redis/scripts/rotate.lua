@@ -42,8 +42,7 @@ redis.call('HINCRBY', KEYS[2], '@ver', 1)
 put_ttl(KEYS[2], exp - now)
 if m.user then
   index_call('ZREM', idx, ARGV[4])
-  index_call('ZADD', idx, int(now), ARGV[5])
-  extend_index(idx, exp)
+  index_put(idx, ARGV[5], exp)
 end
 if grace > 0 then
   if ARGV[2] == 'alias' then

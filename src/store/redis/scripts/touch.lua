@@ -23,8 +23,7 @@ local exp = math.min(now + idle, m.deadline)
 redis.call('HSET', KEYS[1], '@seen', int(now))
 put_ttl(KEYS[1], exp - now)
 if m.user then
-  index_call('ZADD', idx, int(now), hash)
-  extend_index(idx, exp)
+  index_put(idx, hash, exp)
 end
 -- The caller tracks keys with NOLOOP: its own write took the key out of its
 -- tracking table, and this read puts it back, so that other clients' writes
