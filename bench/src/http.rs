@@ -25,6 +25,17 @@ pub fn request(
     path: &str,
     cookie: Option<&str>,
 ) -> Result<Response, String> {
+    request_with(port, method, path, cookie, &[])
+}
+
+/// [`request`] with extra headers (`("User-Agent", "...")`).
+pub fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
     let fail = |e: std::io::Error| format!("{method} {path}: {e}");
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(fail)?;
     stream
@@ -35,6 +46,9 @@ pub fn request(
     );
     if let Some(c) = cookie {
         req.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
     }
     req.push_str("\r\n");
     stream.write_all(req.as_bytes()).map_err(fail)?;

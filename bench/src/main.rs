@@ -1,7 +1,8 @@
 //! `sessionkit-bench`: the side-by-side benchmark of issue 5.
 //!
 //! ```text
-//! cargo run --release -p sessionkit-bench                      # everything, ~4 min on 2 cores
+//! cargo run --release -p sessionkit-bench                      # everything, ~8 min on 2 cores
+//! cargo run --release -p sessionkit-bench -- --cells login-scaling   # one group
 //! cargo run --release -p sessionkit-bench -- --duration 10 --connections 64
 //! cargo run --release -p sessionkit-bench -- micro             # in-process memory-store overhead
 //! cargo run --release -p sessionkit-bench -- micro --callgrind # + instruction counts (valgrind)
@@ -12,12 +13,17 @@
 //! The full run spawns its own `redis-server`, then each variant as a
 //! separate server process (this binary re-executed as `serve <variant>
 //! <port> <redis-url> <threads>`), loads `/login`, `/read` and `/write` of
-//! each with `wrk`, counts Redis commands per request, and prints a
-//! Markdown table and one line per issue-5 target.
+//! each with `wrk`, counts Redis commands per request, runs the scaling,
+//! locking and memory cells of issue 11, and prints a Markdown report
+//! (also written to `bench/results/latest.md`, with an SVG chart of the
+//! ratios) ending with one line per issue-11 target.
 
+mod cells;
+mod chart;
 mod http;
 mod machine;
 mod micro;
+mod options;
 mod procs;
 mod report;
 mod resp;
@@ -42,13 +48,21 @@ OPTIONS (full benchmark):
   --duration SECS        wrk run per variant and route (default 5)
   --warmup SECS          wrk warm-up before each measured run (default 1)
   --connections N        wrk connections (default 32)
-  --threads N            wrk threads (default 2)
+  --threads N            wrk threads of the main table (default 1)
   --server-threads N     worker threads of each server (default 2)
   --probe N              sequential requests watched with MONITOR per cell (default 20)
   --only NAME[,NAME..]   only variants whose name contains one of these
   --routes R[,R..]       routes to load, of login,read,write (default all)
+  --cells G[,G..]        cell groups to run (default all): table, cached-read,
+                         login-scaling, user-ops, locked-write, memory, micro
   --no-micro             skip the in-process micro-benchmark at the end
   --micro-secs SECS      time budget of that micro-benchmark (default 3)
+  --short-secs SECS      wrk run of each locked-write cell (default 3)
+  --ops-users N          users (10 sessions each) of the big store of user-ops
+                         (default 100000: 1,000,000 sessions)
+  --memory-users N       users logged in by the memory cell (default 10000)
+  --chart PATH           SVG chart of the ratios (default bench/results/ratios.svg)
+  --markdown PATH        the report as Markdown (default bench/results/latest.md)
 
 MICRO OPTIONS:
   --secs SECS            time budget (default 5)

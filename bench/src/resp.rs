@@ -114,9 +114,10 @@ impl Resp {
         }
     }
 
-    /// Calls per command (`calls` + `rejected_calls`) from `INFO
-    /// commandstats`. Commands run inside Lua scripts are counted too.
-    pub fn command_stats(&mut self) -> Result<BTreeMap<String, u64>, String> {
+    /// Calls and microseconds per command from `INFO commandstats`. A
+    /// script's `usec` (`evalsha`, `fcall`) includes the commands it ran,
+    /// which are also listed under their own names.
+    pub fn command_times(&mut self) -> Result<BTreeMap<String, CmdStat>, String> {
         let info = self.simple(&["INFO", "commandstats"])?;
         let mut out = BTreeMap::new();
         for line in info.lines() {
@@ -126,15 +127,102 @@ impl Resp {
             else {
                 continue;
             };
-            let mut calls = 0;
+            let mut s = CmdStat::default();
             for field in stats.split(',') {
-                if let Some(("calls" | "rejected_calls", n)) = field.split_once('=') {
-                    calls += n.trim().parse::<u64>().unwrap_or(0);
+                match field.split_once('=') {
+                    Some(("calls" | "rejected_calls", n)) => {
+                        s.calls += n.trim().parse::<u64>().unwrap_or(0);
+                    }
+                    Some(("usec", n)) => s.usec = n.trim().parse::<u64>().unwrap_or(0),
+                    _ => {}
                 }
             }
-            out.insert(name.to_owned(), calls);
+            out.insert(name.to_owned(), s);
         }
         Ok(out)
+    }
+
+    /// Sends every command, then reads every reply; fails on the first
+    /// error reply.
+    pub fn pipeline(&mut self, cmds: &[Vec<String>]) -> Result<(), String> {
+        let mut out = Vec::new();
+        for args in cmds {
+            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for a in args {
+                out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                out.extend_from_slice(a.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        self.writer
+            .write_all(&out)
+            .map_err(|e| format!("redis write: {e}"))?;
+        let mut first_err = None;
+        for _ in cmds {
+            if let Err(e) = self.reply() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// A reply's strings (an array of bulk strings, `HGETALL`).
+    pub fn strings(&mut self, args: &[&str]) -> Result<Vec<String>, String> {
+        match self.cmd(args)? {
+            Reply::Array(Some(items)) => Ok(items
+                .into_iter()
+                .map(|i| match i {
+                    Reply::Bulk(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+                    Reply::Simple(s) => s,
+                    Reply::Int(n) => n.to_string(),
+                    _ => String::new(),
+                })
+                .collect()),
+            other => Err(format!("{}: unexpected reply {other:?}", args[0])),
+        }
+    }
+
+    /// An integer field of an `INFO` section (`used_memory` of `memory`).
+    pub fn info_int(&mut self, section: &str, field: &str) -> Result<i64, String> {
+        let info = self.simple(&["INFO", section])?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("INFO {section}: no {field}"))
+    }
+
+    /// An integer reply.
+    pub fn int(&mut self, args: &[&str]) -> Result<i64, String> {
+        match self.cmd(args)? {
+            Reply::Int(n) => Ok(n),
+            other => Err(format!("{}: unexpected reply {other:?}", args[0])),
+        }
+    }
+
+    /// Every key, by `SCAN`.
+    pub fn all_keys(&mut self) -> Result<Vec<String>, String> {
+        let mut keys = Vec::new();
+        let mut cursor = "0".to_owned();
+        loop {
+            let reply = self.cmd(&["SCAN", &cursor, "COUNT", "1000"])?;
+            let Reply::Array(Some(mut parts)) = reply else {
+                return Err(format!("SCAN: unexpected reply {reply:?}"));
+            };
+            let (Some(Reply::Array(Some(batch))), Some(Reply::Bulk(Some(next)))) =
+                (parts.pop(), parts.pop())
+            else {
+                return Err("SCAN: unexpected reply shape".into());
+            };
+            for k in batch {
+                if let Reply::Bulk(Some(b)) = k {
+                    keys.push(String::from_utf8_lossy(&b).into_owned());
+                }
+            }
+            cursor = String::from_utf8_lossy(&next).into_owned();
+            if cursor == "0" {
+                return Ok(keys);
+            }
+        }
     }
 
     /// CPU seconds the server has used (`used_cpu_sys` + `used_cpu_user`
@@ -163,6 +251,13 @@ impl Resp {
     }
 }
 
+/// One command's line of `INFO commandstats`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CmdStat {
+    pub calls: u64,
+    pub usec: u64,
+}
+
 /// `after - before` per command, without `INFO` (the benchmark's own).
 pub fn stats_delta(
     before: &BTreeMap<String, u64>,
@@ -176,6 +271,19 @@ pub fn stats_delta(
             (d > 0).then(|| (name.clone(), d))
         })
         .collect()
+}
+
+/// `INFO commandstats` usec of every command (`INFO` excluded) between two
+/// snapshots.
+pub fn usec_delta(before: &BTreeMap<String, CmdStat>, after: &BTreeMap<String, CmdStat>) -> u64 {
+    after
+        .iter()
+        .filter(|(name, _)| name.as_str() != "info")
+        .map(|(name, s)| {
+            s.usec
+                .saturating_sub(before.get(name).map_or(0, |b| b.usec))
+        })
+        .sum()
 }
 
 /// One command seen by `MONITOR`.

@@ -5,7 +5,9 @@
 //! - `POST /login`: log a new user in (a fresh user id per request);
 //! - `GET /read`: return the session's `user` value;
 //! - `GET /write`: increment the session's counter `n` and return it;
-//! - `POST /logout`: end the session (only probed for its Redis cost).
+//! - `POST /logout`: end the session (only probed for its Redis cost);
+//! - `GET /locked-write` (sessionkit variants only): `/write` under the
+//!   session's lock (the `LockedSession` extractor).
 //!
 //! The bare variants do the equivalent work without sessions.
 
@@ -230,7 +232,7 @@ pub(crate) async fn cached_store(
 /// Handlers shared by both frameworks: `sessionkit::Session` is an extractor
 /// in axum and in actix-web, and `sessionkit::Error` a response in both.
 pub(crate) mod handlers {
-    use sessionkit::{Error, Session};
+    use sessionkit::{Error, LockedSession, Session};
     use std::sync::atomic::Ordering;
 
     pub async fn bare_login() -> String {
@@ -266,202 +268,19 @@ pub(crate) mod handlers {
         Ok(n.to_string())
     }
 
+    /// `/write` under the session's lock: the read-modify-write of `n`
+    /// never loses an update, however many requests of the session race.
+    pub async fn sk_locked_write(session: LockedSession) -> Result<String, Error> {
+        let n: u64 = session.get("n")?.unwrap_or(0) + 1;
+        session.insert("n", n)?;
+        Ok(n.to_string())
+    }
+
     pub async fn sk_logout(session: Session) -> Result<&'static str, Error> {
         session.logout().await?;
         Ok("bye")
     }
 }
 
-// ------------------------------------------------------------------- axum
-
-mod axum_servers {
-    use axum::http::StatusCode;
-    use axum::routing::{get, post};
-    use axum::Router;
-    use sessionkit::axum::SessionLayer;
-    use tower_sessions::{Session as TsSession, SessionManagerLayer};
-    use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
-    use tower_sessions_redis_store::RedisStore as TsRedisStore;
-
-    use super::{handlers::*, next_user, sk_manager, Variant};
-
-    /// fred connections in tower-sessions-redis-store's pool (its example's).
-    const FRED_POOL: usize = 6;
-
-    pub fn serve(
-        variant: Variant,
-        port: u16,
-        redis_url: &str,
-        threads: usize,
-    ) -> Result<(), String> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(async move {
-            let app = match variant {
-                Variant::AxumBare => Router::new()
-                    .route("/login", post(bare_login))
-                    .route("/read", get(bare_read))
-                    .route("/write", get(bare_write))
-                    .route("/logout", post(bare_logout)),
-                Variant::SkAxum(store) => Router::new()
-                    .route("/login", post(sk_login))
-                    .route("/read", get(sk_read))
-                    .route("/write", get(sk_write))
-                    .route("/logout", post(sk_logout))
-                    .layer(SessionLayer::new(sk_manager(store, redis_url).await?)),
-                Variant::TowerSessionsRedis => {
-                    let config = Config::from_url(redis_url).map_err(|e| e.to_string())?;
-                    let pool = Pool::new(config, None, None, None, FRED_POOL)
-                        .map_err(|e| e.to_string())?;
-                    let _task = pool.connect();
-                    pool.wait_for_connect().await.map_err(|e| e.to_string())?;
-                    let layer =
-                        SessionManagerLayer::new(TsRedisStore::new(pool)).with_secure(false);
-                    Router::new()
-                        .route("/login", post(ts_login))
-                        .route("/read", get(ts_read))
-                        .route("/write", get(ts_write))
-                        .route("/logout", post(ts_logout))
-                        .layer(layer)
-                }
-                other => return Err(format!("{} is not an axum variant", other.name())),
-            };
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .map_err(|e| format!("bind 127.0.0.1:{port}: {e}"))?;
-            axum::serve(listener, app).await.map_err(|e| e.to_string())
-        })
-    }
-
-    fn internal(e: impl std::fmt::Display) -> (StatusCode, String) {
-        (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-
-    async fn ts_login(session: TsSession) -> Result<String, (StatusCode, String)> {
-        let user = next_user();
-        session.insert("user", &user).await.map_err(internal)?;
-        session.cycle_id().await.map_err(internal)?;
-        Ok(user)
-    }
-
-    async fn ts_read(session: TsSession) -> Result<String, (StatusCode, String)> {
-        let user: Option<String> = session.get("user").await.map_err(internal)?;
-        Ok(user.unwrap_or_default())
-    }
-
-    async fn ts_write(session: TsSession) -> Result<String, (StatusCode, String)> {
-        let n: u64 = session.get("n").await.map_err(internal)?.unwrap_or(0) + 1;
-        session.insert("n", n).await.map_err(internal)?;
-        Ok(n.to_string())
-    }
-
-    async fn ts_logout(session: TsSession) -> Result<&'static str, (StatusCode, String)> {
-        session.flush().await.map_err(internal)?;
-        Ok("bye")
-    }
-}
-
-// -------------------------------------------------------------- actix-web
-
-mod actix_servers {
-    use actix_session::storage::RedisSessionStore;
-    use actix_session::{Session as AsSession, SessionMiddleware as AsMiddleware};
-    use actix_web::cookie::Key;
-    use actix_web::{web, App, HttpServer};
-    use sessionkit::actix::SessionMiddleware;
-
-    use super::{handlers::*, next_user, sk_manager, Variant};
-
-    pub fn serve(
-        variant: Variant,
-        port: u16,
-        redis_url: &str,
-        threads: usize,
-    ) -> Result<(), String> {
-        let redis_url = redis_url.to_owned();
-        actix_web::rt::System::new().block_on(async move {
-            let addr = ("127.0.0.1", port);
-            let bound = |e: std::io::Error| format!("bind 127.0.0.1:{port}: {e}");
-            let server = match variant {
-                Variant::ActixBare => HttpServer::new(|| {
-                    App::new()
-                        .route("/login", web::post().to(bare_login))
-                        .route("/read", web::get().to(bare_read))
-                        .route("/write", web::get().to(bare_write))
-                        .route("/logout", web::post().to(bare_logout))
-                })
-                .workers(threads)
-                .disable_signals()
-                .bind(addr)
-                .map_err(bound)?
-                .run(),
-                Variant::SkActix(store) => {
-                    let manager = sk_manager(store, &redis_url).await?;
-                    HttpServer::new(move || {
-                        App::new()
-                            .wrap(SessionMiddleware::new(manager.clone()))
-                            .route("/login", web::post().to(sk_login))
-                            .route("/read", web::get().to(sk_read))
-                            .route("/write", web::get().to(sk_write))
-                            .route("/logout", web::post().to(sk_logout))
-                    })
-                    .workers(threads)
-                    .disable_signals()
-                    .bind(addr)
-                    .map_err(bound)?
-                    .run()
-                }
-                Variant::ActixSessionRedis => {
-                    let store = RedisSessionStore::new(redis_url.as_str())
-                        .await
-                        .map_err(|e| format!("RedisSessionStore: {e}"))?;
-                    let key = Key::generate();
-                    HttpServer::new(move || {
-                        App::new()
-                            .wrap(
-                                AsMiddleware::builder(store.clone(), key.clone())
-                                    .cookie_secure(false)
-                                    .build(),
-                            )
-                            .route("/login", web::post().to(as_login))
-                            .route("/read", web::get().to(as_read))
-                            .route("/write", web::get().to(as_write))
-                            .route("/logout", web::post().to(as_logout))
-                    })
-                    .workers(threads)
-                    .disable_signals()
-                    .bind(addr)
-                    .map_err(bound)?
-                    .run()
-                }
-                other => return Err(format!("{} is not an actix-web variant", other.name())),
-            };
-            server.await.map_err(|e| e.to_string())
-        })
-    }
-
-    async fn as_login(session: AsSession) -> actix_web::Result<String> {
-        let user = next_user();
-        session.insert("user", &user)?;
-        session.renew();
-        Ok(user)
-    }
-
-    async fn as_read(session: AsSession) -> actix_web::Result<String> {
-        Ok(session.get::<String>("user")?.unwrap_or_default())
-    }
-
-    async fn as_write(session: AsSession) -> actix_web::Result<String> {
-        let n: u64 = session.get("n")?.unwrap_or(0) + 1;
-        session.insert("n", n)?;
-        Ok(n.to_string())
-    }
-
-    async fn as_logout(session: AsSession) -> &'static str {
-        session.purge();
-        "bye"
-    }
-}
+mod actix_servers;
+mod axum_servers;

@@ -4,11 +4,33 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use crate::cells::cached::{self, CachedRead};
+use crate::cells::locked;
+use crate::cells::login_scaling::{self, LoginScaling};
+use crate::cells::memory::{self, MemoryCell};
+use crate::cells::table::{Measured, Probe, VariantRun};
+use crate::cells::user_ops::{self, UserOps};
 use crate::micro::{self, MicroResult};
-use crate::run::{Measured, Probe, Route, Setup, VariantRun};
-use crate::servers::{Family, Store, Variant};
+use crate::options::{Options, Route};
+use crate::run::Setup;
+use crate::servers::Variant;
 
-fn latency(us: f64) -> String {
+mod issue11;
+mod issue5;
+
+/// Everything one run measured; `None` for a group not run.
+#[derive(Default)]
+pub struct Results {
+    pub table: Vec<VariantRun>,
+    pub cached: Option<CachedRead>,
+    pub login: Option<Result<LoginScaling, String>>,
+    pub user_ops: Option<Result<UserOps, String>>,
+    pub locked: Option<Vec<locked::Row>>,
+    pub memory: Option<Result<MemoryCell, String>>,
+    pub micro: Option<Result<MicroResult, String>>,
+}
+
+pub(crate) fn latency(us: f64) -> String {
     if us >= 1000.0 {
         format!("{:.2} ms", us / 1000.0)
     } else {
@@ -17,7 +39,7 @@ fn latency(us: f64) -> String {
 }
 
 /// `12,345`.
-fn thousands(v: f64) -> String {
+pub(crate) fn thousands(v: f64) -> String {
     let s = format!("{:.0}", v.max(0.0));
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -29,10 +51,10 @@ fn thousands(v: f64) -> String {
     out
 }
 
-struct Lookup<'a>(&'a [VariantRun]);
+pub(crate) struct Lookup<'a>(pub &'a [VariantRun]);
 
 impl<'a> Lookup<'a> {
-    fn cell(&self, v: Variant, r: Route) -> Option<&'a Measured> {
+    pub fn cell(&self, v: Variant, r: Route) -> Option<&'a Measured> {
         self.0
             .iter()
             .find(|run| run.variant == v)?
@@ -44,7 +66,7 @@ impl<'a> Lookup<'a> {
             .ok()
     }
 
-    fn logout(&self, v: Variant) -> Option<&'a Probe> {
+    pub fn logout(&self, v: Variant) -> Option<&'a Probe> {
         self.0
             .iter()
             .find(|run| run.variant == v)?
@@ -55,13 +77,18 @@ impl<'a> Lookup<'a> {
     }
 
     /// Requests/s relative to the bare variant of the same family.
-    fn ratio(&self, v: Variant, r: Route) -> Option<f64> {
+    pub fn ratio(&self, v: Variant, r: Route) -> Option<f64> {
         let bare = self.cell(v.family().bare(), r)?.wrk.rps;
         Some(self.cell(v, r)?.wrk.rps / bare)
     }
 
-    /// The peer with the most requests/s on this route.
-    fn better_peer(&self, r: Route) -> Option<(Variant, f64)> {
+    /// Requests/s relative to the better peer on this route.
+    pub fn peer_ratio(&self, v: Variant, r: Route) -> Option<f64> {
+        Some(self.cell(v, r)?.wrk.rps / self.better_peer(r)?.1)
+    }
+
+    /// The peer with the most requests/s on this route, of both frameworks.
+    pub fn better_peer(&self, r: Route) -> Option<(Variant, f64)> {
         [Variant::TowerSessionsRedis, Variant::ActixSessionRedis]
             .into_iter()
             .filter_map(|p| Some((p, self.cell(p, r)?.wrk.rps)))
@@ -69,13 +96,10 @@ impl<'a> Lookup<'a> {
     }
 }
 
-pub fn render(
-    machine: &str,
-    setup: &Setup,
-    runs: &[VariantRun],
-    micro: Option<&Result<MicroResult, String>>,
-    probe_n: usize,
-) -> String {
+pub fn render(machine: &str, setup: &Setup, res: &Results, opts: &Options) -> String {
+    let probe_n = opts.probe;
+    let runs = res.table.as_slice();
+    let micro = res.micro.as_ref();
     let mut o = String::new();
     let at = Lookup(runs);
     let _ = writeln!(o);
@@ -119,19 +143,26 @@ pub fn render(
         "- `cmds/req`: Redis `INFO commandstats` delta over the run (INFO itself excluded) / \
          wrk's request count; it includes the commands Redis runs *inside* Lua scripts. \
          `sent/req`: commands the server sent to Redis (= round trips unless pipelined), \
-         counted with `MONITOR` over {probe_n} sequential requests after the run"
+         counted with `MONITOR` over {probe_n} sequential requests after the run. \
+         `Redis µs/req`: `INFO commandstats` usec delta summed over every command / requests \
+         (a script's usec includes its inner commands, which are counted again under their \
+         own names). `vs peer`: req/s over the better of tower-sessions-redis and \
+         actix-session-redis on the same route"
     );
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "| variant | route | req/s | p50 | p99 | vs bare | server CPU/req | Redis CPU/req | cmds/req | sent/req |"
+        "| variant | route | req/s | p50 | p99 | vs bare | vs peer | server CPU/req | Redis µs/req | Redis CPU/req | cmds/req | sent/req |"
     );
-    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        o,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for run in runs {
         if let Some(why) = &run.skipped {
             let _ = writeln!(
                 o,
-                "| {} | – | skipped: {why} | | | | | | | |",
+                "| {} | – | skipped: {why} | | | | | | | | | |",
                 run.variant.name()
             );
             continue;
@@ -141,7 +172,7 @@ pub fn render(
             let route = cell.route.name();
             match &cell.outcome {
                 Err(e) => {
-                    let _ = writeln!(o, "| {name} | {route} | failed: {e} | | | | | | | |");
+                    let _ = writeln!(o, "| {name} | {route} | failed: {e} | | | | | | | | | |");
                 }
                 Ok(m) => {
                     let mut rps = thousands(m.wrk.rps);
@@ -155,6 +186,12 @@ pub fn render(
                     let ratio = at
                         .ratio(run.variant, cell.route)
                         .map_or("–".into(), |r| format!("{r:.2}x"));
+                    let vs_peer = if run.variant.is_peer() || run.variant.is_bare() {
+                        "–".into()
+                    } else {
+                        at.peer_ratio(run.variant, cell.route)
+                            .map_or("–".into(), |r| format!("{r:.2}x"))
+                    };
                     let sent = match &m.probe {
                         Some(p) => format!("{:.2}", p.sent_per_request()),
                         None if run.variant.uses_redis() => "–".into(),
@@ -165,9 +202,10 @@ pub fn render(
                         .map_or("?".into(), |us| format!("{us:.1} µs"));
                     let _ = writeln!(
                         o,
-                        "| {name} | {route} | {rps} | {} | {} | {ratio} | {server_cpu} | {:.1} µs | {:.2} | {sent} |",
+                        "| {name} | {route} | {rps} | {} | {} | {ratio} | {vs_peer} | {server_cpu} | {:.1} µs | {:.1} µs | {:.2} | {sent} |",
                         latency(m.wrk.p50_us),
                         latency(m.wrk.p99_us),
+                        m.redis_usec,
                         m.redis_cpu_us,
                         m.commands_per_request()
                     );
@@ -204,8 +242,40 @@ pub fn render(
         let _ = writeln!(o);
     }
 
+    if let Some(c) = &res.cached {
+        o.push_str(&cached::render(c, opts));
+    }
+    match &res.login {
+        Some(Ok(l)) => o.push_str(&login_scaling::render(l)),
+        Some(Err(e)) => {
+            let _ = writeln!(o, "login scaling failed: {e}\n");
+        }
+        None => {}
+    }
+    match &res.user_ops {
+        Some(Ok(u)) => o.push_str(&user_ops::render(u)),
+        Some(Err(e)) => {
+            let _ = writeln!(o, "per-user ops scaling failed: {e}\n");
+        }
+        None => {}
+    }
+    if let Some(rows) = &res.locked {
+        o.push_str(&locked::render(rows, opts.short_secs));
+    }
+    match &res.memory {
+        Some(Ok(m)) => o.push_str(&memory::render(m)),
+        Some(Err(e)) => {
+            let _ = writeln!(o, "memory cell failed: {e}\n");
+        }
+        None => {}
+    }
+    if runs.is_empty() {
+        o.push_str(&issue11::render(res));
+        return o;
+    }
+
     let _ = writeln!(o, "Targets (issue 5):");
-    for line in targets(&at, micro) {
+    for line in issue5::targets(&at, micro) {
         let _ = writeln!(o, "- {line}");
     }
     let _ = writeln!(
@@ -250,10 +320,11 @@ pub fn render(
             );
         }
     }
+    o.push_str(&issue11::render(res));
     o
 }
 
-fn per_request(counts: &BTreeMap<String, u64>, requests: usize) -> String {
+pub(crate) fn per_request(counts: &BTreeMap<String, u64>, requests: usize) -> String {
     if counts.is_empty() {
         return "none".into();
     }
@@ -262,138 +333,4 @@ fn per_request(counts: &BTreeMap<String, u64>, requests: usize) -> String {
         .map(|(k, v)| format!("{k} {:.2}", *v as f64 / requests.max(1) as f64))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Round trips counted over a few sequential requests are compared with
-/// this slack: one cache miss in the 20 requests of a probe adds 0.05.
-const SLACK: f64 = 0.051;
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT met"
-    }
-}
-
-fn sk(family: Family, store: Store) -> Variant {
-    match family {
-        Family::Axum => Variant::SkAxum(store),
-        Family::Actix => Variant::SkActix(store),
-    }
-}
-
-fn targets(at: &Lookup, micro: Option<&Result<MicroResult, String>>) -> Vec<String> {
-    let mut out = Vec::new();
-    let missing = |v: Variant, r: &str| {
-        let why = v
-            .unavailable()
-            .map_or("not measured (failed or filtered out)".to_owned(), |w| {
-                format!("not measured ({w})")
-            });
-        format!("{r} ({}): NOT met — {} {why}", v.family().name(), v.name())
-    };
-    for family in [Family::Axum, Family::Actix] {
-        let bare = family.bare();
-
-        // read, cache warm: >= 0.85x bare, 0 commands.
-        let v = sk(family, Store::RedisCache);
-        let title = "read, cache warm: >= 0.85x bare and 0 Redis commands";
-        match (at.cell(v, Route::Read), at.ratio(v, Route::Read)) {
-            (Some(m), Some(ratio)) => {
-                let cmds = m.commands_per_request();
-                out.push(format!(
-                    "{title} ({}): {} — {} {} req/s = {ratio:.2}x {} (>= 0.85x); \
-                     {cmds:.3} Redis commands/request under load (0)",
-                    family.name(),
-                    verdict(ratio >= 0.85 && cmds < 0.005),
-                    v.name(),
-                    thousands(m.wrk.rps),
-                    bare.name(),
-                ));
-            }
-            _ => out.push(missing(v, title)),
-        }
-
-        // read, cache off: >= 1.3x the better peer, 1 command.
-        let v = sk(family, Store::Redis);
-        let title =
-            "read, cache off: >= 1.3x the better peer's read throughput and 1 Redis command";
-        match (at.cell(v, Route::Read), at.better_peer(Route::Read)) {
-            (Some(m), Some((peer, peer_rps))) => {
-                let x = m.wrk.rps / peer_rps;
-                let sent = m.probe.as_ref().map_or(f64::NAN, Probe::sent_per_request);
-                out.push(format!(
-                    "{title} ({}): {} — {} {} req/s = {x:.2}x {} {} req/s (>= 1.3x); \
-                     {sent:.2} commands sent/request (1; {:.2} counting those inside the script)",
-                    family.name(),
-                    verdict(x >= 1.3 && (sent - 1.0).abs() <= SLACK),
-                    v.name(),
-                    thousands(m.wrk.rps),
-                    peer.name(),
-                    thousands(peer_rps),
-                    m.commands_per_request(),
-                ));
-            }
-            _ => out.push(missing(v, title)),
-        }
-
-        // write, cache warm: >= 1.5x the better peer, 1 round trip.
-        let v = sk(family, Store::RedisCache);
-        let title =
-            "write, cache warm: >= 1.5x the better peer's write throughput and 1 round trip";
-        match (at.cell(v, Route::Write), at.better_peer(Route::Write)) {
-            (Some(m), Some((peer, peer_rps))) => {
-                let x = m.wrk.rps / peer_rps;
-                let sent = m.probe.as_ref().map_or(f64::NAN, Probe::sent_per_request);
-                out.push(format!(
-                    "{title} ({}): {} — {} {} req/s = {x:.2}x {} {} req/s (>= 1.5x); \
-                     {sent:.2} commands sent/request (1)",
-                    family.name(),
-                    verdict(x >= 1.5 && sent <= 1.0 + SLACK),
-                    v.name(),
-                    thousands(m.wrk.rps),
-                    peer.name(),
-                    thousands(peer_rps),
-                ));
-            }
-            _ => out.push(missing(v, title)),
-        }
-
-        // login / logout: 1 round trip each.
-        let title = "login / logout: 1 round trip each";
-        for store in [Store::Redis, Store::RedisCache] {
-            let v = sk(family, store);
-            let login = at
-                .cell(v, Route::Login)
-                .and_then(|m| m.probe.as_ref())
-                .map(Probe::sent_per_request);
-            let logout = at.logout(v).map(Probe::sent_per_request);
-            match (login, logout) {
-                (Some(li), Some(lo)) => out.push(format!(
-                    "{title} ({}, {}): {} — login {li:.2}, logout {lo:.2} commands sent/request \
-                     (1 each; command count used as the round-trip proxy)",
-                    family.name(),
-                    v.name(),
-                    verdict(li <= 1.0 + SLACK && lo <= 1.0 + SLACK),
-                )),
-                _ => out.push(missing(v, title)),
-            }
-        }
-    }
-    let title = "memory-store middleware overhead: <= 1 µs/request over bare axum, in-process";
-    match micro {
-        Some(Ok(m)) => out.push(format!(
-            "{title}: {} — {:.0} ns/request ({:.0} vs {:.0} ns)",
-            verdict(m.overhead_ns <= micro::TARGET_NS),
-            m.overhead_ns,
-            m.session_ns,
-            m.bare_ns
-        )),
-        Some(Err(e)) => out.push(format!("{title}: NOT met — micro-benchmark failed: {e}")),
-        None => out.push(format!(
-            "{title}: not measured here (run `cargo run --release -p sessionkit-bench -- micro`)"
-        )),
-    }
-    out
 }
