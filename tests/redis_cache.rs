@@ -764,9 +764,11 @@ async fn cached_reads_batch_their_idle_expiry_touches() {
         seen_after >= seen_before + 2000,
         "@seen moved: {seen_before} -> {seen_after}"
     );
+    // The key's expiry moves in steps (up to idle / 16 ahead), but always
+    // covers the idle deadline of the latest `@seen`.
     assert!(
-        expiry_after >= expiry_before + 2000,
-        "the idle deadline in Redis moved: {expiry_before} -> {expiry_after}"
+        expiry_after > expiry_before && expiry_after >= seen_after + 30_000,
+        "the idle deadline in Redis moved: {expiry_before} -> {expiry_after} (seen {seen_after})"
     );
     // The flush's own write did not take the key out of tracking: another
     // client's write still invalidates the copy.

@@ -214,8 +214,10 @@ async fn index_drops_expired_and_revoked_members() {
         "the expired member was pruned"
     );
     let ttl: i64 = con.pttl(&index).await.unwrap();
+    // Keys and scores run up to idle / 16 past the idle deadline (the
+    // scripts move them only when activity passes them; reads check `@seen`).
     assert!(
-        ttl > 0 && ttl <= 1000,
+        ttl > 0 && ttl <= 1000 + 1000 / 16,
         "the index lives as long as its last session: {ttl}"
     );
 
@@ -283,7 +285,10 @@ async fn expiry_follows_the_redis_clock() {
     let token = send(&router, "/write/k/v", None).await.token.unwrap();
     let key = store.session_key(&id_of(&token));
     let ttl: i64 = con.pttl(&key).await.unwrap();
-    assert!(ttl > 0 && ttl <= 1000, "TTL = idle timeout: {ttl}");
+    assert!(
+        ttl > 0 && ttl <= 1000 + 1000 / 16,
+        "TTL = idle timeout, and at most idle / 16 more: {ttl}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         !con.exists::<_, bool>(&key).await.unwrap(),

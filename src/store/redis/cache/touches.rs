@@ -104,7 +104,8 @@ impl RedisStore {
                 .arg(1)
                 .arg(&t.key)
                 .arg(t.idle_ms.min(MAX_MS))
-                .arg(&t.hash);
+                .arg(&t.hash)
+                .arg("1");
         }
         let limit = self.inner.command_timeout;
         let mut sent = batch.len();

@@ -96,15 +96,6 @@ local function sibling(session_key, hash)
   return (string.gsub(session_key, ':s:[%w_%-]+$', ':s:' .. hash))
 end
 
--- Sets a key's time to live, or deletes the key when none is left.
-local function put_ttl(key, ttl)
-  if ttl > 0 then
-    redis.call('PEXPIRE', key, int(ttl))
-  else
-    redis.call('DEL', key)
-  end
-end
-
 -- Keeps an index alive at least until `at` (ms), the expiry of a member.
 local function extend_index(idx, at)
   local cur = redis.call('PEXPIRETIME', idx)
@@ -128,6 +119,29 @@ end
 -- members dropped). Their keys went with their TTL.
 local function index_prune(idx, now)
   index_call('ZREMRANGEBYSCORE', idx, '-inf', int(now))
+end
+
+-- Moves a session's expiry for activity at `now` and returns it
+-- (`min(now + idle, deadline)`) with the new `@exp` for the caller to write
+-- into the hash, or nil when `cur` (the `@exp` it holds) still covers it.
+-- `@exp` is the key's own expiry and its index score, and runs past the
+-- idle deadline by up to idle / 16: activity moves it only when the new
+-- deadline passes it, so most writes leave the TTL and the index alone
+-- (every `redis.call` costs Redis 2-3 us; issue 11). Every read checks
+-- `@seen + idle` itself, so the margin never serves a session late; it
+-- keeps an idle-expired key at most that much longer. The score stays at
+-- or past the real expiry, which `index_prune` relies on.
+local function refresh(key, idx, hash, user, now, idle, deadline, cur)
+  local exp = math.min(now + idle, deadline)
+  if cur and cur >= exp then return exp, nil end
+  local at = math.min(exp + math.floor(idle / 16), deadline)
+  if at <= now then
+    redis.call('DEL', key)
+    return exp, nil
+  end
+  redis.call('PEXPIREAT', key, int(at))
+  if user then index_put(idx, hash, at) end
+  return exp, at
 end
 
 -- HSET of ARGV[from..] taken as field/value pairs, in chunks (unpack has a
@@ -172,12 +186,12 @@ local function inspect(key, now, idle)
   if t == 'none' then return 'none' end
   if t ~= 'hash' then return 'corrupt' end
   local f = redis.call('HMGET', key, '@alias', '@moved', '@user', '@seen',
-    '@deadline', '@created', '@issued', '@ver', '@ua', '@ip', '@ua1', '@ua2', '@ua3')
+    '@deadline', '@created', '@issued', '@ver', '@ua', '@ip', '@ua1', '@ua2', '@ua3', '@exp')
   if f[1] then return 'alias', f[1] end
   if f[2] then return 'moved' end
   local m = {
     user = f[3], seen = tonumber(f[4]), deadline = tonumber(f[5]),
-    created = f[6], issued = f[7], ver = f[8], ip = f[10],
+    created = f[6], issued = f[7], ver = f[8], ip = f[10], exp_at = tonumber(f[14]),
     -- The User-Agent is stored in pieces of at most 64 bytes (see
     -- `UA_CHUNK` in args.rs), so the hash stays a listpack.
     ua = f[9] and (f[9] .. (f[11] or '') .. (f[12] or '') .. (f[13] or '')),

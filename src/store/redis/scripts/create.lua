@@ -11,5 +11,6 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '@created', int(now), '@seen', int(now),
   '@issued', int(now), '@deadline', int(deadline), '@ver', '1')
 hset_args(KEYS[1], 3)
-put_ttl(KEYS[1], exp - now)
+local _, at = refresh(KEYS[1], nil, nil, nil, now, idle, deadline, nil)
+if at then redis.call('HSET', KEYS[1], '@exp', int(at)) end
 return {now, exp}

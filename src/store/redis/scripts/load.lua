@@ -36,11 +36,12 @@ end
 local touched = 0
 if now - seen >= touch then
   touched = 1
-  exp = math.min(now + idle, deadline)
-  redis.call('HSET', KEYS[1], '@seen', int(now))
-  put_ttl(KEYS[1], exp - now)
-  if m['@user'] then
-    index_put(idx, hash, exp)
+  local at
+  exp, at = refresh(KEYS[1], idx, hash, m['@user'], now, idle, deadline, tonumber(m['@exp']))
+  if at then
+    redis.call('HSET', KEYS[1], '@seen', int(now), '@exp', int(at))
+  else
+    redis.call('HSET', KEYS[1], '@seen', int(now))
   end
   for i = 1, #all, 2 do
     if all[i] == '@seen' then all[i + 1] = int(now) end

@@ -46,11 +46,12 @@ local exp = m.exp
 local touched = 0
 if now - m.seen >= touch then
   touched = 1
-  exp = math.min(now + idle, m.deadline)
-  redis.call('HSET', KEYS[1], '@seen', int(now))
-  put_ttl(KEYS[1], exp - now)
-  if m.user then
-    index_put(idx, hash, exp)
+  local at
+  exp, at = refresh(KEYS[1], idx, hash, m.user, now, idle, m.deadline, m.exp_at)
+  if at then
+    redis.call('HSET', KEYS[1], '@seen', int(now), '@exp', int(at))
+  else
+    redis.call('HSET', KEYS[1], '@seen', int(now))
   end
 end
 return {'ok', now, exp, touched, redis.call('HGETALL', KEYS[1]), fence}

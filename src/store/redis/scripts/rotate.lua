@@ -30,19 +30,19 @@ if state == 'expired' then
 end
 if state == 'alias' or state == 'moved' then return miss({'superseded'}) end
 if state ~= 'live' then return miss({'gone'}) end
-local exp = math.min(now + idle, m.deadline)
 redis.call('RENAME', KEYS[1], KEYS[2])
 -- The lock moves with its TTL: the holder's lease runs on under the new
 -- id. COPY (of nothing, when there is no lock) reads nothing, where
 -- EXISTS would track a missing lock key on Redis 7.2+ (see `untrack`).
 if ARGV[2] == 'alias' then redis.call('COPY', old_lock, new_lock, 'REPLACE') end
 redis.call('DEL', old_lock)
-redis.call('HSET', KEYS[2], '@issued', int(now), '@seen', int(now))
-redis.call('HINCRBY', KEYS[2], '@ver', 1)
-put_ttl(KEYS[2], exp - now)
-if m.user then
-  index_call('ZREM', idx, ARGV[4])
-  index_put(idx, ARGV[5], exp)
+if m.user then index_call('ZREM', idx, ARGV[4]) end
+-- The new member's score and the key's `@exp` are set afresh.
+local exp, at = refresh(KEYS[2], idx, ARGV[5], m.user, now, idle, m.deadline, nil)
+-- (A live session's deadline is ahead, so `at` is too: the key stays.)
+if at then
+  redis.call('HSET', KEYS[2], '@issued', int(now), '@seen', int(now), '@exp', int(at))
+  redis.call('HINCRBY', KEYS[2], '@ver', 1)
 end
 if grace > 0 then
   if ARGV[2] == 'alias' then

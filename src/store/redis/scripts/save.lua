@@ -2,8 +2,9 @@
 -- refresh `@seen`. Never creates a session. A fenced delta is applied only
 -- if its fence is the session's latest (`@fence`).
 -- Kept light (issue 11): one HMGET reads all it decides on, one HSET writes
--- the values with `@seen`, and the key's TTL stands for the idle check of a
--- session no one has touched (a missing key is a missing session).
+-- the values with `@seen` and `@ver`, and the TTL and index score move only
+-- when `@exp` no longer covers the new deadline (see `refresh`): three
+-- `redis.call`s for most writes.
 -- KEYS[1] session (the index of its tag is derived: see `index_of`).
 -- ARGV[1] idle ms, ARGV[2] hash part, ARGV[3] clear ('1' or '0'),
 -- ARGV[4] '1' when the caller keeps a client-side cache (CLIENT TRACKING
@@ -21,21 +22,20 @@ local idx = index_of(KEYS[1])
 local miss = miss_for(tracked, KEYS[1])
 -- A key of another type (only outside interference makes one) is no
 -- session: pcall turns WRONGTYPE into 'gone'.
-local f = redis.pcall('HMGET', KEYS[1], '@alias', '@moved', '@user', '@seen', '@deadline', '@fence')
+local f = redis.pcall('HMGET', KEYS[1], '@alias', '@moved', '@user', '@seen', '@deadline',
+  '@fence', '@ver', '@exp')
 if f.err then return miss({'gone'}) end
 if f[1] then return miss({'alias', f[1]}) end
 if f[2] then return miss({'moved'}) end
-local user, seen, deadline = f[3], tonumber(f[4]), tonumber(f[5])
-if not (seen and deadline) then return miss({'gone'}) end
+local user, seen, deadline, ver = f[3], tonumber(f[4]), tonumber(f[5]), tonumber(f[7])
+-- A corrupt `@ver` (not a number) would fail the write half-way.
+if not (seen and deadline and ver) then return miss({'gone'}) end
 if now >= math.min(seen + idle, deadline) then
   redis.call('DEL', KEYS[1])
   if user then index_call('ZREM', idx, hash) end
   return miss({'gone'})
 end
 if ARGV[5] ~= '' and f[6] ~= ARGV[5] then return miss({'fenced'}) end
--- First, so that a corrupt `@ver` (not an integer) fails before anything
--- is written.
-if type(redis.pcall('HINCRBY', KEYS[1], '@ver', 1)) == 'table' then return miss({'gone'}) end
 if ARGV[3] == '1' then
   local data = {}
   for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
@@ -45,10 +45,12 @@ if ARGV[3] == '1' then
 end
 local n = tonumber(ARGV[6])
 hdel_list(KEYS[1], ARGV, 7, 6 + n)
-hset_args(KEYS[1], 7 + n, '@seen', int(now))
-local exp = math.min(now + idle, deadline)
-put_ttl(KEYS[1], exp - now)
-if user then index_put(idx, hash, exp) end
+local exp, at = refresh(KEYS[1], idx, hash, user, now, idle, deadline, tonumber(f[8]))
+if at then
+  hset_args(KEYS[1], 7 + n, '@seen', int(now), '@ver', int(ver + 1), '@exp', int(at))
+else
+  hset_args(KEYS[1], 7 + n, '@seen', int(now), '@ver', int(ver + 1))
+end
 if tracked then
   return {'ok', now, exp, redis.call('HGETALL', KEYS[1])}
 end

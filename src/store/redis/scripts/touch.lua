@@ -1,32 +1,35 @@
--- touch: the batched idle-expiry refresh of a client-side cache. A cached
--- read found the touch due and queued it; this call refreshes `@seen`, the
--- TTL and the index score of a session that is still live, and is a no-op
--- for anything else (gone, expired, a marker).
+-- touch: the batched idle-expiry refresh of a client-side cache or of the
+-- Lua-free read path. A read found the touch due and queued it; this call
+-- refreshes `@seen` (and, when due, the TTL and index score: see
+-- `refresh`) of a session that is still live, and is a no-op for anything
+-- else (gone, expired, a marker).
 -- KEYS[1] session (the index of its tag is derived: see `index_of`).
--- ARGV[1] idle ms, ARGV[2] hash part.
+-- ARGV[1] idle ms, ARGV[2] hash part, ARGV[3] '1' from the client cache
+-- (a tracking connection), absent from the Lua-free read's batches.
 -- Reply: {'ok', now, expires_at, seen, version} | {'gone'}.
 local now = now_ms()
 local idle, hash = tonumber(ARGV[1]), ARGV[2]
+local tracked = ARGV[3] == '1'
 local idx = index_of(KEYS[1])
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'expired' then
   redis.call('DEL', KEYS[1])
   if m.user then index_call('ZREM', idx, hash) end
 end
--- Only a cache calls this, on a tracking connection: a missing session
--- key must not stay in its tracking table (see `untrack`).
+-- On a tracking connection, a missing session key must not stay in its
+-- tracking table (see `untrack`).
 if state ~= 'live' then
-  untrack(KEYS[1])
+  if tracked then untrack(KEYS[1]) end
   return {'gone'}
 end
-local exp = math.min(now + idle, m.deadline)
-redis.call('HSET', KEYS[1], '@seen', int(now))
-put_ttl(KEYS[1], exp - now)
-if m.user then
-  index_put(idx, hash, exp)
+local exp, at = refresh(KEYS[1], idx, hash, m.user, now, idle, m.deadline, m.exp_at)
+if at then
+  redis.call('HSET', KEYS[1], '@seen', int(now), '@exp', int(at))
+else
+  redis.call('HSET', KEYS[1], '@seen', int(now))
 end
--- The caller tracks keys with NOLOOP: its own write took the key out of its
+-- A tracking caller (NOLOOP): its own write took the key out of its
 -- tracking table, and this read puts it back, so that other clients' writes
 -- keep invalidating its copy.
-redis.call('EXISTS', KEYS[1])
+if tracked then redis.call('EXISTS', KEYS[1]) end
 return {'ok', now, exp, int(now), m.ver}
