@@ -394,6 +394,7 @@ impl RedisStoreBuilder {
             _ => cluster_enabled(&backend, self.command_timeout).await?,
         };
         let watch_sentinel = matches!(backend, Backend::Sentinel(_));
+        let releases = self.releases(&self.prefix)?;
         let store = RedisStore {
             inner: Arc::new(Inner {
                 backend,
@@ -405,6 +406,7 @@ impl RedisStoreBuilder {
                 heartbeat: self.heartbeat,
                 durable: self.durable,
                 durable_backend,
+                releases,
             }),
         };
         if store.inner.cache.is_some() {

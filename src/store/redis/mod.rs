@@ -196,6 +196,7 @@ mod locking;
 mod login;
 mod open;
 mod ops;
+mod release;
 mod replies;
 mod reply;
 mod scripts;
@@ -280,6 +281,8 @@ struct Inner {
     durable: Option<(u64, Duration)>,
     /// The connection revocations go over when they are durable.
     durable_backend: Option<Backend>,
+    /// Lock release notices (`release.rs`).
+    releases: release::Releases,
 }
 
 impl fmt::Debug for RedisStore {
