@@ -35,7 +35,10 @@ async fn open(manager: &SessionManager, token: &Token) -> Session {
 async fn notices_on(store: &dyn SessionStore, token: &Token) {
     let started = Instant::now();
     while store.release_notice(&token.id()).is_none() {
-        assert!(started.elapsed() < Duration::from_secs(5), "never subscribed");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never subscribed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -85,7 +88,10 @@ async fn woken_not_polled(store: Arc<dyn SessionStore>) {
         woken <= 3 * WAITERS as u64,
         "{woken} lock attempts for {WAITERS} waiters: polled, not woken"
     );
-    assert!(polled > 2 * woken, "the count tells polling apart ({polled} vs {woken})");
+    assert!(
+        polled > 2 * woken,
+        "the count tells polling apart ({polled} vs {woken})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

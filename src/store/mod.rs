@@ -63,6 +63,16 @@
 //! new id too, and the alias leads `lock`, `renew_lock`, `unlock` and a
 //! fenced `save` there, as it leads `load`; [`Retire::Moved`] drops the lock
 //! with the old token (a holder that used it can no longer write anyway).
+//!
+//! Waiters do not poll a store that sends release notices
+//! ([`SessionStore::release_notice`]): the manager takes a notice *before*
+//! each `lock` attempt, and on [`LockOutcome::Held`] waits for it, for the
+//! holder's lease left (`Held::lease_left`, if the store knows it), or for
+//! a 500 ms recheck, whichever comes first. `unlock` should complete the
+//! notice of the longest-waiting waiter (see [`ReleaseNotice`]); locks that
+//! end otherwise (lease out, session ended, rotation) need not, and notices
+//! are hints: fencing, not the notice, keeps holders apart. The default
+//! sends none, and the manager polls `lock` with a jittered backoff.
 
 use std::time::Duration;
 

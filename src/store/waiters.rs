@@ -175,7 +175,10 @@ impl<K: Hash + Eq> Drop for Watch<K> {
         // Dropped under the registry's lock, so no new notice can clone the
         // entry between the drop and the count.
         drop(self.notified.take());
-        if map.get(&self.key).is_some_and(|n| Arc::strong_count(n) == 1) {
+        if map
+            .get(&self.key)
+            .is_some_and(|n| Arc::strong_count(n) == 1)
+        {
             map.remove(&self.key);
         }
     }

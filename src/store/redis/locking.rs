@@ -78,7 +78,9 @@ impl RedisStore {
         let releases = &self.inner.releases;
         let status = self
             .lock_call(S, &self.inner.scripts.unlock, id, |inv| {
-                inv.arg(fence).arg(releases.channel()).arg(releases.origin());
+                inv.arg(fence)
+                    .arg(releases.channel())
+                    .arg(releases.origin());
             })
             .await?;
         // `lost` (another holder, or none): nothing of ours to release.
