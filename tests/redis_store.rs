@@ -795,7 +795,7 @@ async fn locks_live_beside_their_session_and_survive_outside_interference() {
             let out = store.lock(&id, lease, &t).await.unwrap();
             match (&out, expect) {
                 (LockOutcome::Acquired { fence, .. }, "acquired") => *fence,
-                (LockOutcome::Held, "held") | (LockOutcome::Gone, "gone") => 0,
+                (LockOutcome::Held { .. }, "held") | (LockOutcome::Gone, "gone") => 0,
                 _ => panic!("expected {expect}, got {out:?}"),
             }
         }

@@ -622,7 +622,7 @@ async fn acquire(store: &dyn SessionStore, id: &SessionId, lease: Duration) -> (
 async fn lock_outcome(store: &dyn SessionStore, id: &SessionId) -> &'static str {
     match store.lock(id, LONG, &timeouts()).await.unwrap() {
         LockOutcome::Acquired { .. } => "acquired",
-        LockOutcome::Held => "held",
+        LockOutcome::Held { .. } => "held",
         LockOutcome::Gone => "gone",
     }
 }
@@ -891,7 +891,7 @@ async fn concurrent_lockers_get_one_lock(b: Backend) {
     for t in tasks {
         match t.await.unwrap() {
             LockOutcome::Acquired { .. } => acquired += 1,
-            LockOutcome::Held => {}
+            LockOutcome::Held { .. } => {}
             LockOutcome::Gone => panic!("the session is live"),
         }
     }

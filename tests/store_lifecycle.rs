@@ -134,7 +134,7 @@ async fn alias_chain(store: &dyn SessionStore, id: &SessionId, n: usize) -> Vec<
 async fn lock_outcome(store: &dyn SessionStore, id: &SessionId) -> &'static str {
     match store.lock(id, GRACE, &timeouts()).await.unwrap() {
         LockOutcome::Acquired { .. } => "acquired",
-        LockOutcome::Held => "held",
+        LockOutcome::Held { .. } => "held",
         LockOutcome::Gone => "gone",
     }
 }

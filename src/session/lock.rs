@@ -49,9 +49,20 @@
 //!   loses as without locks. Lock every route that writes the keys you
 //!   protect.
 //! - **Waiting.** A request waits at most
-//!   [`lock_timeout`](crate::SessionConfig::lock_timeout), polling the store
-//!   with a jittered backoff (5 ms doubling to 50 ms), then fails with
-//!   `423 Locked` ([`Error::LockTimeout`](crate::Error::LockTimeout)).
+//!   [`lock_timeout`](crate::SessionConfig::lock_timeout), then fails with
+//!   `423 Locked` ([`Error::LockTimeout`](crate::Error::LockTimeout)). It
+//!   does not poll: before each attempt it asks the store for a release
+//!   notice ([`SessionStore::release_notice`](crate::SessionStore::release_notice)),
+//!   and when the lock is held it waits for that notice, for the rest of
+//!   the holder's lease (a lease that runs out sends no notice), or for
+//!   500 ms (what a missed notice costs at most), whichever comes first,
+//!   then tries again. A release wakes the request that has waited longest
+//!   (first come, first served within an app instance; with several
+//!   instances, one waiter per instance tries). Both stores of this crate
+//!   send notices: the memory store on `unlock`, the Redis store by
+//!   Pub/Sub to every instance (see [`crate::redis`]). A store that sends
+//!   none, or the Redis store while its subscription is down, is polled
+//!   with a jittered backoff (5 ms doubling to 50 ms) instead.
 //! - **Login, logout, rotation.** Logout and revocation delete the lock with
 //!   the session. Login creates a new session, which no other request can
 //!   know yet: this request's lock ends with the old session, and the new
@@ -71,8 +82,9 @@
 //!   they hold the lock; the fence counter may also step back, so fencing
 //!   cannot tell them apart either. Locks are as durable as the session
 //!   data itself, and no more: the same failover can lose session writes.
-//! - **Cost.** Taking a lock is one store call per poll; the commit adds one
-//!   call to release it. With the Redis client-side cache, taking the lock
+//! - **Cost.** Taking a lock is one store call, plus one per wake while
+//!   another request holds it (one per poll with a store without notices);
+//!   the commit adds one call to release it. With the Redis client-side cache, taking the lock
 //!   writes the session's hash (its fence counter), which invalidates the
 //!   copies other app instances cache.
 
@@ -81,16 +93,11 @@ use std::ops::Deref;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::store::{Loaded, LockOutcome};
 use crate::{Error, Result, Session, SessionId, SessionManager};
 
 use super::state::Standing;
+use super::wait::wait_for;
 use super::{commit, WeakSession};
-
-/// The first pause between two attempts to take a held lock.
-const LOCK_BACKOFF_MIN: Duration = Duration::from_millis(5);
-/// The longest pause between two attempts to take a held lock.
-const LOCK_BACKOFF_MAX: Duration = Duration::from_millis(50);
 
 /// Proof that the current request holds its session's lock, from
 /// [`Session::lock`]. Dereferences to the [`Session`].
@@ -354,45 +361,6 @@ pub(crate) async fn acquire(session: &Session) -> Result<SessionLock> {
     }
     tracing::debug!(session = %locked_id, fence, "session locked");
     Ok(SessionLock::new(session.clone(), fence, renewal))
-}
-
-/// Polls the store until the lock of `id` is ours or the lock timeout has
-/// passed.
-async fn wait_for(manager: &SessionManager, id: &SessionId) -> Result<(u64, Loaded)> {
-    let config = manager.config();
-    let started = tokio::time::Instant::now();
-    let mut backoff = LOCK_BACKOFF_MIN;
-    loop {
-        let outcome = manager
-            .call(
-                manager
-                    .store()
-                    .lock(id, config.lock_lease, manager.timeouts()),
-            )
-            .await?;
-        match outcome {
-            LockOutcome::Acquired { fence, loaded } => return Ok((fence, loaded)),
-            LockOutcome::Gone => return Err(Error::SessionEnded),
-            LockOutcome::Held => {}
-        }
-        let waited = started.elapsed();
-        if waited >= config.lock_timeout {
-            tracing::debug!(session = %id, ?waited, "gave up waiting for the session lock");
-            return Err(Error::LockTimeout(config.lock_timeout));
-        }
-        // Jittered, so waiters spread out instead of polling in step.
-        let pause = jittered(backoff).min(config.lock_timeout - waited);
-        tokio::time::sleep(pause).await;
-        backoff = (backoff * 2).min(LOCK_BACKOFF_MAX);
-    }
-}
-
-/// A pause of between half and all of `backoff`.
-fn jittered(backoff: Duration) -> Duration {
-    let max = u64::try_from(backoff.as_micros())
-        .unwrap_or(u64::MAX)
-        .max(2);
-    Duration::from_micros(rand::random_range(max / 2..=max))
 }
 
 /// Renews the lease of a lock this request holds.

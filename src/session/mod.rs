@@ -20,6 +20,7 @@ pub(crate) mod commit;
 mod lifecycle;
 pub mod lock;
 pub(crate) mod state;
+mod wait;
 
 use self::lock::SessionLock;
 pub(crate) use self::state::State;

@@ -63,6 +63,16 @@
 //! new id too, and the alias leads `lock`, `renew_lock`, `unlock` and a
 //! fenced `save` there, as it leads `load`; [`Retire::Moved`] drops the lock
 //! with the old token (a holder that used it can no longer write anyway).
+//!
+//! Waiters do not poll a store that sends release notices
+//! ([`SessionStore::release_notice`]): the manager takes a notice *before*
+//! each `lock` attempt, and on [`LockOutcome::Held`] waits for it, for the
+//! holder's lease left (`Held::lease_left`, if the store knows it), or for
+//! a 500 ms recheck, whichever comes first. `unlock` should complete the
+//! notice of the longest-waiting waiter (see [`ReleaseNotice`]); locks that
+//! end otherwise (lease out, session ended, rotation) need not, and notices
+//! are hints: fencing, not the notice, keeps holders apart. The default
+//! sends none, and the manager polls `lock` with a jittered backoff.
 
 use std::time::Duration;
 
@@ -75,11 +85,13 @@ pub mod memory;
 mod records;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod waiters;
 
 pub use self::records::{
     ms_to_datetime, ClientInfo, Data, Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome,
     Meta, NewSession, Retire, RotateOutcome, SaveOutcome, SessionInfo, Written,
 };
+pub use self::waiters::ReleaseNotice;
 pub use crate::config::Timeouts;
 pub use crate::error::BoxError;
 pub use crate::token::{InvalidSessionId, SessionId, Tag, Token};
@@ -160,4 +172,24 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// does nothing otherwise, so a holder that lost its lock cannot
     /// release the next holder's.
     async fn unlock(&self, id: &SessionId, fence: u64) -> Result<()>;
+
+    /// A notice for the next release of `id`'s lock, registered when this
+    /// returns: a waiter asks for it *before* each [`lock`](Self::lock)
+    /// attempt, and when the attempt answers [`LockOutcome::Held`], waits
+    /// for the notice (or the holder's
+    /// [`lease_left`](LockOutcome::Held::lease_left), or a short recheck
+    /// interval, whichever comes first) instead of polling. A store that
+    /// sends notices completes the future when [`unlock`](Self::unlock)
+    /// releases the lock (on any app instance that shares the store); see
+    /// [`ReleaseNotice`] for what "registered" means. A notice is a hint:
+    /// correctness never depends on it arriving.
+    ///
+    /// The default, `None`, sends no notices: waiters then poll `lock` with
+    /// a jittered backoff (5 ms doubling to 50 ms), as a store without
+    /// notices needs. A store may also answer `None` while its notices are
+    /// unavailable (the Redis store does while its subscription is down).
+    fn release_notice(&self, id: &SessionId) -> Option<ReleaseNotice> {
+        let _ = id;
+        None
+    }
 }

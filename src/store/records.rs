@@ -182,7 +182,13 @@ pub enum LockOutcome {
         loaded: Loaded,
     },
     /// Another holder's lease has not run out: nothing changed.
-    Held,
+    Held {
+        /// How long the holder's lease still runs, if the store knows
+        /// (unless renewed): a waiter never needs to wait longer before
+        /// trying again, since a lease that runs out sends no release
+        /// notice.
+        lease_left: Option<Duration>,
+    },
     /// No live session under this id (unknown, expired, ended, or replaced
     /// by a login or explicit rotation).
     Gone,

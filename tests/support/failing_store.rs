@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sessionkit::store::{
-    Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, Retire, RotateOutcome,
-    SaveOutcome, Timeouts, Written,
+    Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, ReleaseNotice, Retire,
+    RotateOutcome, SaveOutcome, Timeouts, Written,
 };
 use sessionkit::{Error, Result, SessionId, SessionInfo, SessionStore};
 
@@ -131,5 +131,9 @@ impl SessionStore for FailingStore {
 
     async fn unlock(&self, id: &SessionId, fence: u64) -> Result<()> {
         self.inner.unlock(id, fence).await
+    }
+
+    fn release_notice(&self, id: &SessionId) -> Option<ReleaseNotice> {
+        self.inner.release_notice(id)
     }
 }

@@ -3,6 +3,7 @@
 
 mod ops;
 mod state;
+mod wake;
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct MemoryStore {
 struct Inner {
     state: Mutex<State>,
     clock: Arc<dyn Clock>,
+    /// Lock waiters to wake on `unlock` (see `wake.rs`).
+    waiters: crate::store::waiters::Waiters<SessionId>,
 }
 
 /// Builds a [`MemoryStore`] with a custom clock or purge interval.
@@ -64,6 +67,7 @@ impl MemoryStoreBuilder {
         let inner = Arc::new(Inner {
             state: Mutex::new(State::default()),
             clock: self.clock,
+            waiters: Default::default(),
         });
         if let (Some(every), Ok(rt)) = (self.purge_interval, tokio::runtime::Handle::try_current())
         {

@@ -267,8 +267,8 @@ impl SessionStore for MemoryStore {
         };
         let fence = match st.entries.get_mut(&real) {
             Some(Entry::Live { locks, .. }) => {
-                if locks.held.is_some_and(|l| l.until_ms > now) {
-                    return Ok(LockOutcome::Held);
+                if let Some(l) = locks.held.filter(|l| l.until_ms > now) {
+                    return Ok(super::wake::held(l.until_ms - now));
                 }
                 locks.fence += 1;
                 locks.held = Some(Lease {
@@ -304,8 +304,13 @@ impl SessionStore for MemoryStore {
         if let Some(locks) = st.locks_of(id, now) {
             if locks.held.is_some_and(|l| l.fence == fence) {
                 locks.held = None;
+                self.wake_next(id);
             }
         }
         Ok(())
+    }
+
+    fn release_notice(&self, id: &SessionId) -> Option<crate::store::ReleaseNotice> {
+        self.watch(id)
     }
 }

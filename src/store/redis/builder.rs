@@ -394,6 +394,7 @@ impl RedisStoreBuilder {
             _ => cluster_enabled(&backend, self.command_timeout).await?,
         };
         let watch_sentinel = matches!(backend, Backend::Sentinel(_));
+        let releases = self.releases(&self.prefix)?;
         let store = RedisStore {
             inner: Arc::new(Inner {
                 backend,
@@ -406,6 +407,7 @@ impl RedisStoreBuilder {
                 durable: self.durable,
                 durable_backend,
                 touches: Default::default(),
+                releases,
             }),
         };
         if store.inner.cache.is_some() {

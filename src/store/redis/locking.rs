@@ -1,9 +1,10 @@
 //! Session locks on Redis: `lock` (take the lock and read the session in
 //! one script), `renew_lock` and `unlock`, each following rotation aliases.
+//! `unlock` wakes the next waiter (see `release.rs`).
 
 use std::time::Duration;
 
-use ::redis::{Script, ScriptInvocation};
+use ::redis::{Script, ScriptInvocation, Value};
 
 use super::aliases::Chain;
 use super::conn::invocation;
@@ -33,12 +34,14 @@ impl RedisStore {
             // writes: it refreshes the cache as a load does. A lock is never
             // served from the cache: taking it is a write.
             let ticket = self.ticket(&conn, &keys[0]);
-            let read = Read::decode("lock", self.exec(&mut conn, &inv).await?)?;
+            let reply = self.exec(&mut conn, &inv).await?;
+            let lease_left = lease_left(&reply);
+            let read = Read::decode("lock", reply)?;
             match self.settle(&asked, read, ticket) {
                 Settled::Live(loaded, Some(fence)) => {
                     return Ok(LockOutcome::Acquired { fence, loaded })
                 }
-                Settled::Held => return Ok(LockOutcome::Held),
+                Settled::Held => return Ok(LockOutcome::Held { lease_left }),
                 Settled::Alias(target) => {
                     if !chain.follow(target) {
                         return Ok(LockOutcome::Gone);
@@ -72,13 +75,18 @@ impl RedisStore {
 
     pub(super) async fn unlock_op(&self, id: &SessionId, fence: u64) -> Result<()> {
         const S: &str = "unlock";
+        let releases = &self.inner.releases;
         let status = self
             .lock_call(S, &self.inner.scripts.unlock, id, |inv| {
-                inv.arg(fence);
+                inv.arg(fence)
+                    .arg(releases.channel())
+                    .arg(releases.origin());
             })
             .await?;
         // `lost` (another holder, or none): nothing of ours to release.
         let _ = status;
+        // Local waiters are woken here; `unlock.lua` notifies the others.
+        releases.wake_local(id);
         Ok(())
     }
 
@@ -107,5 +115,18 @@ impl RedisStore {
             }
         }
         Ok(None)
+    }
+}
+
+/// The lease left in a `{'held', ms}` reply of `lock`.
+fn lease_left(reply: &Value) -> Option<Duration> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    match items.as_slice() {
+        [Value::BulkString(status), Value::Int(ms)] if status.as_slice() == b"held" => {
+            u64::try_from(*ms).ok().map(Duration::from_millis)
+        }
+        _ => None,
     }
 }

@@ -41,6 +41,7 @@
 //! |-----|------|-------|
 //! | `<prefix>:{<tag>}:s:<hash>` | HASH | one session |
 //! | `<prefix>:{<tag>}:l:<hash>` | STRING | the session's lock: the holder's fence, with the lease as its TTL |
+//! | `<prefix>:{<tag>}:w:<hash>` | STRING | set while requests wait for that lock (the lease as its TTL): `unlock` then publishes a release notice |
 //! | `<prefix>:{<tag>}:idx` | ZSET | the logged-in sessions of that tag: member = `<hash>`, score = the session's expiry (ms, Redis clock) |
 //!
 //! A session hash has one field per data key, `d:<key>`, holding the value's
@@ -128,6 +129,11 @@
 //! marker; a lock key outlives a session that merely expired by at most its
 //! lease. See [`crate::lock`] for the guarantees and the failover caveat.
 //!
+//! Waiters are woken, not left to poll: an `unlock` that releases a lock
+//! some `lock` found held within the lease (the `w` key) publishes its hash
+//! part on `<prefix>:lock-released`, which each store subscribes to once
+//! (any Cluster node will do: Cluster broadcasts `PUBLISH`).
+//!
 //! Every call's KEYS share one hash slot (`{<tag>}`; see [`key_slot`]). The
 //! index-reading scripts derive a member's session key from the index key
 //! they were given (same prefix and `{tag}`, so the same slot), because which
@@ -143,7 +149,8 @@
 //! session (load, login; 3 on a Cluster: load, login, retire, plus a
 //! save when the old session holds data to carry over); a
 //! logout 2 (load, revoke); a write under the session lock 4 (load, lock,
-//! save, unlock), plus a `lock` per retry while another request holds it,
+//! save, unlock), plus one `lock` per wake while another request holds it
+//! (and one `PUBLISH` in `unlock` when a `lock` failed within the lease),
 //! and one `renew_lock` per third of the lease while the guard lives.
 //!
 //! With the client-side cache and the session cached: a read-only request
@@ -212,6 +219,7 @@ mod login;
 mod open;
 mod ops;
 mod read;
+mod release;
 mod replies;
 mod reply;
 mod scripts;
@@ -299,6 +307,8 @@ struct Inner {
     durable_backend: Option<Backend>,
     /// Idle-expiry touches queued by the Lua-free read path.
     touches: touches::Touches,
+    /// Lock release notices (`release.rs`).
+    releases: release::Releases,
 }
 
 impl fmt::Debug for RedisStore {

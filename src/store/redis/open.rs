@@ -124,7 +124,7 @@ impl RedisStoreBuilder {
     }
 
     /// A target for the configured Sentinel master.
-    fn sentinel_target(&self) -> Result<Target> {
+    pub(super) fn sentinel_target(&self) -> Result<Target> {
         let Source::Sentinel { master, sentinels } = &self.source else {
             return Err(Error::store("not a Sentinel configuration"));
         };

@@ -385,4 +385,8 @@ impl SessionStore for RedisStore {
     async fn unlock(&self, id: &SessionId, fence: u64) -> Result<()> {
         self.unlock_op(id, fence).await
     }
+
+    fn release_notice(&self, id: &SessionId) -> Option<crate::store::ReleaseNotice> {
+        self.inner.releases.watch(id)
+    }
 }

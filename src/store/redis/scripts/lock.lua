@@ -9,8 +9,12 @@
 -- lease as its TTL. The session's fields are read last, after the writes,
 -- so a caller with a client-side cache (CLIENT TRACKING ... NOLOOP) keeps
 -- the key in its tracking table.
+-- A failed attempt marks the lock as waited for: the waiters key
+-- (`<prefix>:{tag}:w:<hash>`, derived from the lock key, so in its slot;
+-- only ever written, never read, so no caller tracks it), with the lease
+-- as its TTL; `unlock` publishes a release notice while it exists.
 -- Reply: {'ok', now, expires_at, touched, {field, value, ...}, fence} |
--- {'held'} | {'none'} | {'moved'} | {'alias', target hash part} |
+-- {'held', lease left ms} | {'none'} | {'moved'} | {'alias', target hash part} |
 -- {'corrupt', reason}.
 local now = now_ms()
 local idle, touch, hash = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
@@ -37,7 +41,10 @@ end
 -- A lock without a TTL, or not a string, would block the session forever
 -- (only outside interference makes one): it is dropped.
 local ttl = redis.call('PTTL', lk)
-if ttl > 0 and redis.call('TYPE', lk)['ok'] == 'string' then return miss({'held'}) end
+if ttl > 0 and redis.call('TYPE', lk)['ok'] == 'string' then
+  redis.call('SET', (string.gsub(lk, ':l:([%w_%-]+)$', ':w:%1')), '1', 'PX', ARGV[4])
+  return miss({'held', ttl})
+end
 if ttl ~= -2 then redis.call('DEL', lk) end
 local fence = redis.pcall('HINCRBY', KEYS[1], '@fence', 1)
 if type(fence) ~= 'number' then return miss({'corrupt', '@fence is not an integer'}) end
