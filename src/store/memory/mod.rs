@@ -11,6 +11,8 @@ mod ops;
 mod purge;
 mod shards;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

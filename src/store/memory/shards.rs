@@ -122,11 +122,7 @@ impl Shards {
         };
         let mut need = match op(&mut Locked::new(self, sorted)) {
             Ok(v) => return v,
-            Err(Need(index)) => sorted
-                .to_vec()
-                .into_iter()
-                .chain([index])
-                .collect::<Vec<_>>(),
+            Err(Need(index)) => sorted.iter().copied().chain([index]).collect::<Vec<_>>(),
         };
         loop {
             need.sort_unstable();
