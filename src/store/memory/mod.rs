@@ -1,14 +1,24 @@
 //! [`MemoryStore`]: sessions in this process, with every rule a production
 //! store keeps.
+//!
+//! The sessions live in a sharded map (`shards`): a power of two of shards,
+//! each a map behind its own lock, chosen by the session id's slot tag, so
+//! requests for different sessions rarely wait for each other and no rehash
+//! or purge holds up the whole store. Each shard keeps an expiry queue; the
+//! purge pops the due entries shard by shard in bounded batches (`purge`).
 
 mod ops;
+mod purge;
+mod shards;
 mod state;
+#[cfg(test)]
+mod tests;
 mod wake;
 
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use self::state::State;
+use self::shards::Shards;
 use crate::clock::{Clock, SystemClock};
 use crate::SessionId;
 
@@ -18,7 +28,9 @@ use crate::SessionId;
 ///
 /// Expiry is enforced on every read, and a background task (started when the
 /// store is built inside a Tokio runtime) purges expired sessions, so memory
-/// does not grow with abandoned sessions. Clones share one store.
+/// does not grow with abandoned sessions. The purge works in short batches,
+/// one shard at a time, so it never stalls requests. Clones share one
+/// store.
 ///
 /// ```
 /// use sessionkit::{MemoryStore, SessionConfig, SessionManager};
@@ -34,7 +46,7 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    state: Mutex<State>,
+    shards: Shards,
     clock: Arc<dyn Clock>,
     /// Lock waiters to wake on `unlock` (see `wake.rs`).
     waiters: crate::store::waiters::Waiters<SessionId>,
@@ -65,28 +77,15 @@ impl MemoryStoreBuilder {
     /// running. The task holds only a weak reference and ends with the store.
     pub fn build(self) -> MemoryStore {
         let inner = Arc::new(Inner {
-            state: Mutex::new(State::default()),
+            shards: Shards::new(),
             clock: self.clock,
             waiters: Default::default(),
         });
         if let (Some(every), Ok(rt)) = (self.purge_interval, tokio::runtime::Handle::try_current())
         {
-            rt.spawn(purge_task(Arc::downgrade(&inner), every));
+            rt.spawn(purge::task(Arc::downgrade(&inner), every));
         }
         MemoryStore { inner }
-    }
-}
-
-async fn purge_task(store: Weak<Inner>, every: Duration) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let Some(inner) = store.upgrade() else { return };
-        let purged = inner.purge();
-        if purged > 0 {
-            tracing::debug!(purged, "purged expired sessions");
-        }
     }
 }
 
@@ -117,37 +116,16 @@ impl MemoryStore {
     }
 
     /// How many entries (sessions and short-lived markers) the store holds,
-    /// expired ones included until purged.
+    /// expired ones included until purged. The shards are counted one after
+    /// the other, so under concurrent writes the sum is approximate.
     pub fn len(&self) -> usize {
-        self.inner.lock().entries.len()
+        (0..self.inner.shards.count())
+            .map(|i| self.inner.shards.lock(i).entries.len())
+            .sum()
     }
 
     /// Whether the store holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the maps half-updated
-        // in a way later calls misread (every update is a plain insert or
-        // remove), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn purge(&self) -> usize {
-        let now = self.clock.now_ms();
-        let mut st = self.lock();
-        let dead: Vec<SessionId> = st
-            .entries
-            .iter()
-            .filter(|(_, e)| !e.alive(now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &dead {
-            st.remove(id);
-        }
-        dead.len()
     }
 }

@@ -1,26 +1,29 @@
-//! The store's state under its lock: entries, the per-user index, locks,
-//! and the lookups and updates the operations are built from.
+//! One shard's state under its lock: entries, the shard's per-user index,
+//! its expiry queue, and the updates the operations are built from.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
-use crate::store::{Data, Loaded, Meta, Timeouts, MAX_ALIAS_HOPS};
+use crate::store::{Data, Loaded, Meta, Timeouts};
 use crate::SessionId;
 
+/// The entries of one shard. Every id it holds, and every id in its user
+/// index, maps to this shard (see `Shards::index_of`).
 #[derive(Debug, Default)]
 pub(super) struct State {
     pub(super) entries: HashMap<SessionId, Entry>,
+    /// The user's sessions that live in this shard.
     pub(super) users: HashMap<String, HashSet<SessionId>>,
+    /// Every entry's id, at or before the instant it expires (an entry may
+    /// have more than one; a queued id may be gone already). The purge pops
+    /// the due ones instead of scanning the shard.
+    pub(super) expiry: BinaryHeap<Reverse<(i64, SessionId)>>,
 }
 
 #[derive(Debug)]
 pub(super) enum Entry {
-    Live {
-        meta: Meta,
-        data: Data,
-        expires_at_ms: i64,
-        /// The session's lock state; moves with the session on rotation.
-        locks: Locks,
-    },
+    /// Boxed, so that a rehash of the map moves a pointer, not the session.
+    Live(Box<Live>),
     Alias {
         target: SessionId,
         until_ms: i64,
@@ -28,6 +31,16 @@ pub(super) enum Entry {
     Moved {
         until_ms: i64,
     },
+}
+
+/// A live session.
+#[derive(Debug)]
+pub(super) struct Live {
+    pub(super) meta: Meta,
+    pub(super) data: Data,
+    pub(super) expires_at_ms: i64,
+    /// The session's lock state; moves with the session on rotation.
+    pub(super) locks: Locks,
 }
 
 /// A session's lock: the latest fence issued (0 before the first
@@ -55,29 +68,34 @@ impl Locks {
 }
 
 impl Entry {
-    pub(super) fn alive(&self, now: i64) -> bool {
+    /// When the entry stops being valid.
+    pub(super) fn deadline(&self) -> i64 {
         match self {
-            Entry::Live { expires_at_ms, .. } => *expires_at_ms > now,
-            Entry::Alias { until_ms, .. } | Entry::Moved { until_ms } => *until_ms > now,
+            Entry::Live(live) => live.expires_at_ms,
+            Entry::Alias { until_ms, .. } | Entry::Moved { until_ms } => *until_ms,
         }
+    }
+
+    pub(super) fn alive(&self, now: i64) -> bool {
+        self.deadline() > now
     }
 }
 
-/// Where an id leads, after expiry and aliases.
-pub(super) enum Found {
-    /// A live session, and whether it was reached through an alias.
-    Live(SessionId, bool),
-    /// A moved marker, or an alias chain that leads to one (or is longer
-    /// than [`MAX_ALIAS_HOPS`]).
-    Superseded,
-    Gone,
-}
-
-impl Found {
-    pub(super) fn live(self) -> Option<SessionId> {
-        match self {
-            Found::Live(id, _) => Some(id),
-            Found::Superseded | Found::Gone => None,
+impl Live {
+    /// Reads the session, refreshing `last_seen` when the touch is due.
+    fn read(&mut self, id: SessionId, now: i64, timeouts: &Timeouts) -> Loaded {
+        let touched = timeouts.touch_due(self.meta.last_seen_ms, now);
+        if touched {
+            self.meta.last_seen_ms = now;
+            self.expires_at_ms = timeouts.expires_at(now, self.meta.absolute_deadline_ms);
+        }
+        Loaded {
+            id,
+            meta: self.meta.clone(),
+            data: self.data.clone(),
+            now_ms: now,
+            expires_at_ms: self.expires_at_ms,
+            touched,
         }
     }
 }
@@ -86,64 +104,36 @@ impl State {
     /// Removes an entry, and a live session from its user's index.
     pub(super) fn remove(&mut self, id: &SessionId) -> Option<Entry> {
         let entry = self.entries.remove(id)?;
-        if let Entry::Live {
-            meta: Meta {
-                user_id: Some(user),
-                ..
-            },
-            ..
-        } = &entry
-        {
-            if let Some(ids) = self.users.get_mut(user) {
-                ids.remove(id);
-                if ids.is_empty() {
-                    self.users.remove(user);
+        if let Entry::Live(live) = &entry {
+            if let Some(user) = &live.meta.user_id {
+                if let Some(ids) = self.users.get_mut(user) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        self.users.remove(user);
+                    }
                 }
             }
         }
         Some(entry)
     }
 
-    pub(super) fn find(&mut self, id: &SessionId, now: i64) -> Found {
-        let mut at = id.clone();
-        for hop in 0..=MAX_ALIAS_HOPS {
-            let next = match self.entries.get(&at) {
-                None => return Found::Gone,
-                Some(e) if !e.alive(now) => {
-                    self.remove(&at);
-                    return Found::Gone;
-                }
-                Some(Entry::Moved { .. }) => return Found::Superseded,
-                Some(Entry::Live { .. }) => return Found::Live(at, hop > 0),
-                Some(Entry::Alias { target, .. }) => target.clone(),
-            };
-            at = next;
-        }
-        Found::Superseded
-    }
-
-    pub(super) fn live_mut(&mut self, id: &SessionId) -> Option<(&mut Meta, &mut Data, &mut i64)> {
+    /// The live session stored under `id` itself, expired or not.
+    pub(super) fn live_mut(&mut self, id: &SessionId) -> Option<&mut Live> {
         match self.entries.get_mut(id) {
-            Some(Entry::Live {
-                meta,
-                data,
-                expires_at_ms,
-                ..
-            }) => Some((meta, data, expires_at_ms)),
+            Some(Entry::Live(live)) => Some(live),
             _ => None,
         }
     }
 
-    /// The lock state of the live session an id leads to (after aliases).
-    pub(super) fn locks_of(&mut self, id: &SessionId, now: i64) -> Option<&mut Locks> {
-        let real = self.find(id, now).live()?;
-        match self.entries.get_mut(&real) {
-            Some(Entry::Live { locks, .. }) => Some(locks),
-            _ => None,
-        }
+    /// Reads the session stored under `id` itself if it is live and not
+    /// expired (no alias is followed), refreshing `last_seen` when due.
+    pub(super) fn read(&mut self, id: &SessionId, now: i64, timeouts: &Timeouts) -> Option<Loaded> {
+        self.live_mut(id)
+            .filter(|live| live.expires_at_ms > now)
+            .map(|live| live.read(id.clone(), now, timeouts))
     }
 
-    /// The user's live sessions, dropping dead ones from the index.
+    /// The user's live sessions in this shard, dropping dead ones.
     pub(super) fn live_sessions_of(&mut self, user_id: &str, now: i64) -> Vec<(SessionId, i64)> {
         let ids: Vec<SessionId> = match self.users.get(user_id) {
             Some(ids) => ids.iter().cloned().collect(),
@@ -152,13 +142,16 @@ impl State {
         let mut live = Vec::with_capacity(ids.len());
         for id in ids {
             match self.entries.get(&id) {
-                Some(e @ Entry::Live { meta, .. }) if e.alive(now) => {
-                    live.push((id, meta.last_seen_ms));
+                Some(Entry::Live(l)) if l.expires_at_ms > now => {
+                    live.push((id, l.meta.last_seen_ms));
                 }
                 _ => {
                     self.remove(&id);
                     if let Some(set) = self.users.get_mut(user_id) {
                         set.remove(&id);
+                        if set.is_empty() {
+                            self.users.remove(user_id);
+                        }
                     }
                 }
             }
@@ -166,29 +159,8 @@ impl State {
         live
     }
 
-    /// Reads a live session, refreshing `last_seen` when the touch is due.
-    pub(super) fn read(
-        &mut self,
-        real: SessionId,
-        now: i64,
-        timeouts: &Timeouts,
-    ) -> Option<Loaded> {
-        let (meta, data, expires_at_ms) = self.live_mut(&real)?;
-        let touched = timeouts.touch_due(meta.last_seen_ms, now);
-        if touched {
-            meta.last_seen_ms = now;
-            *expires_at_ms = timeouts.expires_at(now, meta.absolute_deadline_ms);
-        }
-        Some(Loaded {
-            id: real,
-            meta: meta.clone(),
-            data: data.clone(),
-            now_ms: now,
-            expires_at_ms: *expires_at_ms,
-            touched,
-        })
-    }
-
+    /// Stores a live session (indexing it under its user) and answers its
+    /// expiry.
     pub(super) fn insert_live(
         &mut self,
         id: SessionId,
@@ -204,15 +176,51 @@ impl State {
                 .or_default()
                 .insert(id.clone());
         }
-        self.entries.insert(
+        self.insert(
             id,
-            Entry::Live {
+            Entry::Live(Box::new(Live {
                 meta,
                 data,
                 expires_at_ms,
                 locks,
-            },
+            })),
         );
         expires_at_ms
+    }
+
+    /// Stores an entry and queues it for the purge. The caller has removed
+    /// a live session stored under `id` first (so the index stays right).
+    pub(super) fn insert(&mut self, id: SessionId, entry: Entry) {
+        self.expiry.push(Reverse((entry.deadline(), id.clone())));
+        self.entries.insert(id, entry);
+    }
+
+    /// Pops up to `budget` due ids off the expiry queue, removing those that
+    /// expired and queueing the others again at their new deadline. Answers
+    /// how many entries were removed, and whether more ids are due.
+    pub(super) fn purge_due(&mut self, now: i64, budget: usize) -> (usize, bool) {
+        let mut removed = 0;
+        for _ in 0..budget {
+            match self.expiry.peek() {
+                Some(Reverse((at, _))) if *at <= now => {}
+                _ => return (removed, false),
+            }
+            let Some(Reverse((_, id))) = self.expiry.pop() else {
+                return (removed, false);
+            };
+            match self.entries.get(&id).map(Entry::deadline) {
+                None => {}
+                Some(deadline) if deadline <= now => {
+                    self.remove(&id);
+                    removed += 1;
+                }
+                Some(deadline) => self.expiry.push(Reverse((deadline, id))),
+            }
+        }
+        let more = self
+            .expiry
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now);
+        (removed, more)
     }
 }

@@ -1,0 +1,64 @@
+//! Purging expired entries: shard by shard, in batches of at most
+//! [`BATCH`] queue pops per lock hold, so a purge never holds a shard long
+//! and never holds two shards at once.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use super::Inner;
+
+/// The most expiry-queue entries one lock hold pops.
+const BATCH: usize = 128;
+
+impl Inner {
+    /// One batch on one shard: how many entries it removed, and whether the
+    /// shard has more due.
+    fn purge_batch(&self, shard: usize, now: i64) -> (usize, bool) {
+        self.shards.lock(shard).purge_due(now, BATCH)
+    }
+
+    /// Purges every shard now, batch after batch. Answers how many entries
+    /// were removed.
+    pub(super) fn purge(&self) -> usize {
+        let now = self.clock.now_ms();
+        let mut purged = 0;
+        for shard in 0..self.shards.count() {
+            loop {
+                let (removed, more) = self.purge_batch(shard, now);
+                purged += removed;
+                if !more {
+                    break;
+                }
+            }
+        }
+        purged
+    }
+}
+
+/// The background purge: every `every`, purges each shard, yielding to the
+/// runtime between batches so other tasks on its worker keep running. Holds
+/// only a weak reference, and ends with the store.
+pub(super) async fn task(store: Weak<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = store.upgrade() else { return };
+        let now = inner.clock.now_ms();
+        let mut purged = 0;
+        for shard in 0..inner.shards.count() {
+            loop {
+                let (removed, more) = inner.purge_batch(shard, now);
+                purged += removed;
+                tokio::task::yield_now().await;
+                if !more {
+                    break;
+                }
+            }
+        }
+        drop(inner);
+        if purged > 0 {
+            tracing::debug!(purged, "purged expired sessions");
+        }
+    }
+}
