@@ -94,6 +94,40 @@ async fn woken_not_polled(store: Arc<dyn SessionStore>) {
     );
 }
 
+/// A request cancelled after the store granted its lock, before the answer
+/// came back (a client that hung up mid-request), must not keep the
+/// session locked for the whole lease.
+async fn a_cancelled_acquisition_releases(store: Arc<dyn SessionStore>) {
+    let counting = Arc::new(CountingStore::new(store, true));
+    let config = SessionConfig::default().lock_timeout(Duration::from_secs(2));
+    let manager = SessionManager::from_arc(counting.clone(), config);
+    let token = stored(&manager).await;
+    counting.delay_lock_answers(Duration::from_millis(300));
+    let (m, t) = (manager.clone(), token.clone());
+    let cancelled = tokio::spawn(async move {
+        let s = open(&m, &t).await;
+        let _guard = s.lock().await;
+    });
+    // The store has granted the lock; its answer is on the way.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    cancelled.abort();
+    counting.delay_lock_answers(Duration::ZERO);
+    let s = open(&manager, &token).await;
+    let started = Instant::now();
+    let guard = s.lock().await;
+    assert!(
+        guard.is_ok(),
+        "the lease (10 s) of a cancelled request blocked the session: {:?}",
+        guard.err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_a_cancelled_acquisition_releases() {
+    a_cancelled_acquisition_releases(Arc::new(MemoryStore::new())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_waiters_are_woken_not_polled() {
     woken_not_polled(Arc::new(MemoryStore::new())).await;
@@ -117,6 +151,13 @@ mod redis {
         let server = server().await;
         let store = RedisStore::connect(&server.url()).await.unwrap();
         woken_not_polled(Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_a_cancelled_acquisition_releases() {
+        let server = server().await;
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        a_cancelled_acquisition_releases(Arc::new(store)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

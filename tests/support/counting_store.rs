@@ -3,7 +3,7 @@
 //! before notices): for the tests and the measurement of lock waking.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +20,10 @@ pub struct CountingStore {
     inner: Arc<dyn SessionStore>,
     notices: bool,
     locks: AtomicU64,
+    /// How long a `lock` answer is held back after the inner store gave it
+    /// (a slow network: the store has granted the lock, the caller does not
+    /// know yet).
+    lock_answer_delay: Mutex<Duration>,
 }
 
 impl CountingStore {
@@ -28,7 +32,13 @@ impl CountingStore {
             inner,
             notices,
             locks: AtomicU64::new(0),
+            lock_answer_delay: Mutex::new(Duration::ZERO),
         }
+    }
+
+    /// Holds back every later `lock` answer by `delay`.
+    pub fn delay_lock_answers(&self, delay: Duration) {
+        *self.lock_answer_delay.lock().unwrap() = delay;
     }
 
     /// How many `lock` calls were made so far.
@@ -94,7 +104,10 @@ impl SessionStore for CountingStore {
         timeouts: &Timeouts,
     ) -> Result<LockOutcome> {
         self.locks.fetch_add(1, Ordering::SeqCst);
-        self.inner.lock(id, lease, timeouts).await
+        let delay = *self.lock_answer_delay.lock().unwrap();
+        let outcome = self.inner.lock(id, lease, timeouts).await;
+        tokio::time::sleep(delay).await;
+        outcome
     }
 
     async fn renew_lock(&self, id: &SessionId, fence: u64, lease: Duration) -> Result<bool> {
