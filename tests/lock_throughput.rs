@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sessionkit::store::{ClientInfo, Token};
 use sessionkit::{MemoryStore, SessionConfig, SessionManager, SessionStore};
 
-use support::counting_store::CountingStore;
+use support::failing_store::FailingStore;
 
 const TASKS: usize = 16;
 const RUN: Duration = Duration::from_secs(3);
@@ -58,7 +58,7 @@ async fn run(manager: &SessionManager, token: &Token, locked: bool) -> (f64, Dur
 
 async fn measure(name: &str, store: Arc<dyn SessionStore>) {
     for notices in [false, true] {
-        let counting = Arc::new(CountingStore::new(store.clone(), notices));
+        let counting = Arc::new(FailingStore::with_notices(store.clone(), notices));
         let manager = SessionManager::from_arc(counting.clone(), SessionConfig::default());
         let s = manager.load(None, ClientInfo::default()).await.unwrap();
         s.insert("n", 0).unwrap();

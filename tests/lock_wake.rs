@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sessionkit::store::{ClientInfo, LockOutcome, Timeouts, Token};
 use sessionkit::{MemoryStore, Session, SessionConfig, SessionManager, SessionStore};
 
-use support::counting_store::CountingStore;
+use support::failing_store::FailingStore;
 
 /// How many requests wait for one session's lock.
 const WAITERS: usize = 16;
@@ -46,7 +46,7 @@ async fn notices_on(store: &dyn SessionStore, token: &Token) {
 /// `WAITERS` requests wait for a lock held 400 ms, then each takes it in
 /// turn, increments `n` and commits. Answers the `lock` attempts made.
 async fn attempts_of_a_queue(store: Arc<dyn SessionStore>, notices: bool) -> u64 {
-    let counting = Arc::new(CountingStore::new(store, notices));
+    let counting = Arc::new(FailingStore::with_notices(store, notices));
     let manager = SessionManager::from_arc(counting.clone(), SessionConfig::default());
     let token = stored(&manager).await;
     if notices {
@@ -98,7 +98,7 @@ async fn woken_not_polled(store: Arc<dyn SessionStore>) {
 /// came back (a client that hung up mid-request), must not keep the
 /// session locked for the whole lease.
 async fn a_cancelled_acquisition_releases(store: Arc<dyn SessionStore>) {
-    let counting = Arc::new(CountingStore::new(store, true));
+    let counting = Arc::new(FailingStore::with_notices(store, true));
     let config = SessionConfig::default().lock_timeout(Duration::from_secs(2));
     let manager = SessionManager::from_arc(counting.clone(), config);
     let token = stored(&manager).await;
@@ -180,7 +180,7 @@ mod redis {
         let server = server().await;
         let other = RedisStore::connect(&server.url()).await.unwrap();
         let here = RedisStore::connect(&server.url()).await.unwrap();
-        let counting = Arc::new(CountingStore::new(Arc::new(here), true));
+        let counting = Arc::new(FailingStore::with_notices(Arc::new(here), true));
         let manager = SessionManager::from_arc(counting.clone(), SessionConfig::default());
         let token = stored(&manager).await;
         notices_on(&*counting, &token).await;

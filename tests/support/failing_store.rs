@@ -1,12 +1,15 @@
 //! A store wrapper that fails chosen calls on demand, for tests of what a
-//! request does when one store step of many fails.
+//! request does when one store step of many fails; it also counts `lock`
+//! attempts, can hold back `lock` answers, and can hide the inner store's
+//! release notices (its waiters then poll), for the tests and the
+//! measurement of lock waking.
 //!
 //! Kept in a file of its own and free of other test helpers: it spells out
 //! the `SessionStore` trait, so it is the one place to adapt when the
 //! trait's signature changes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,21 +20,46 @@ use sessionkit::store::{
 use sessionkit::{Error, Result, SessionId, SessionInfo, SessionStore};
 
 /// Delegates every call to `inner`, except that an armed `save` or `load`
-/// fails with `Error::store("injected")` (and disarms).
+/// fails with `Error::store("injected")` (and disarms); counts `lock`
+/// calls; with `notices` off, answers no release notices.
 #[derive(Debug)]
 pub struct FailingStore {
     inner: Arc<dyn SessionStore>,
     failing_saves: AtomicUsize,
     failing_loads: AtomicUsize,
+    notices: bool,
+    locks: AtomicU64,
+    /// How long a `lock` answer is held back after the inner store gave it
+    /// (a slow network: the store has granted the lock, the caller does not
+    /// know yet).
+    lock_answer_delay: Mutex<Duration>,
 }
 
 impl FailingStore {
     pub fn new(inner: Arc<dyn SessionStore>) -> Self {
+        Self::with_notices(inner, true)
+    }
+
+    /// With `notices` off, the inner store's release notices are hidden.
+    pub fn with_notices(inner: Arc<dyn SessionStore>, notices: bool) -> Self {
         FailingStore {
             inner,
             failing_saves: AtomicUsize::new(0),
             failing_loads: AtomicUsize::new(0),
+            notices,
+            locks: AtomicU64::new(0),
+            lock_answer_delay: Mutex::new(Duration::ZERO),
         }
+    }
+
+    /// How many `lock` calls were made so far.
+    pub fn locks(&self) -> u64 {
+        self.locks.load(Ordering::SeqCst)
+    }
+
+    /// Holds back every later `lock` answer by `delay`.
+    pub fn delay_lock_answers(&self, delay: Duration) {
+        *self.lock_answer_delay.lock().unwrap() = delay;
     }
 
     /// The next `save` fails.
@@ -122,7 +150,11 @@ impl SessionStore for FailingStore {
         lease: Duration,
         timeouts: &Timeouts,
     ) -> Result<LockOutcome> {
-        self.inner.lock(id, lease, timeouts).await
+        self.locks.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.lock_answer_delay.lock().unwrap();
+        let outcome = self.inner.lock(id, lease, timeouts).await;
+        tokio::time::sleep(delay).await;
+        outcome
     }
 
     async fn renew_lock(&self, id: &SessionId, fence: u64, lease: Duration) -> Result<bool> {
@@ -134,6 +166,10 @@ impl SessionStore for FailingStore {
     }
 
     fn release_notice(&self, id: &SessionId) -> Option<ReleaseNotice> {
-        self.inner.release_notice(id)
+        if self.notices {
+            self.inner.release_notice(id)
+        } else {
+            None
+        }
     }
 }

@@ -11,7 +11,6 @@ use sessionkit::{MemoryStore, SessionConfig, SessionManager, SessionStore};
 #[cfg(feature = "axum")]
 pub mod axum_app;
 pub mod browser;
-pub mod counting_store;
 pub mod failing_store;
 pub mod load;
 pub mod outcomes;
