@@ -8,8 +8,9 @@
 //! # Implementing a custom store
 //!
 //! Implement [`SessionStore`]: eleven async methods, each **one atomic step
-//! in the store** (one Lua script in Redis, one lock-held section in
-//! memory, one transaction in SQL). Every time comes from the store's own
+//! in the store** (one Lua script in Redis — or, for a load, one pipeline
+//! of reads of one key, decided in Rust — one lock-held section in memory,
+//! one transaction in SQL). Every time comes from the store's own
 //! clock, so app servers with skewed clocks agree on expiry. Stores see
 //! [`SessionId`]s, never tokens.
 //!
