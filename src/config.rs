@@ -38,7 +38,11 @@ impl Timeouts {
 /// when a user who already holds the maximum logs in once more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxSessionsPolicy {
-    /// End the user's least recently used session to make room.
+    /// End the user's least recently used session to make room. `RedisStore`
+    /// ranks sessions by the expiry its index keeps (issue 11: no walk of the
+    /// user's sessions), so there "least recently used" holds to within a
+    /// sixteenth of the idle timeout, and a session close to its absolute
+    /// deadline goes first.
     EvictOldest,
     /// Refuse the new login with [`Error::TooManySessions`](crate::Error::TooManySessions);
     /// nothing changes.
