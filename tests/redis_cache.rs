@@ -767,7 +767,7 @@ async fn cached_reads_batch_their_idle_expiry_touches() {
         seen_after >= seen_before + 2000,
         "@seen moved: {seen_before} -> {seen_after}"
     );
-    // The key's expiry moves in steps (up to idle / 16 ahead), but always
+    // The key's expiry moves in steps (up to a touch interval ahead), but always
     // covers the idle deadline of the latest `@seen`.
     assert!(
         expiry_after > expiry_before && expiry_after >= seen_after + 30_000,

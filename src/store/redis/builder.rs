@@ -406,15 +406,11 @@ impl RedisStoreBuilder {
                 heartbeat: self.heartbeat,
                 durable: self.durable,
                 durable_backend,
-                touches: Default::default(),
                 releases,
             }),
         };
         if store.inner.cache.is_some() {
             spawn_flusher(Arc::downgrade(&store.inner));
-        }
-        if store.plain_reads() {
-            super::touches::spawn_touch_flusher(Arc::downgrade(&store.inner));
         }
         if store.inner.cache.is_some() || watch_sentinel {
             spawn_heartbeat(Arc::downgrade(&store.inner), self.heartbeat);

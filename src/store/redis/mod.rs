@@ -65,10 +65,10 @@
 //! checks both deadlines against the Redis time (`TIME` in a script; the
 //! Lua-free read takes it from the key itself, `PEXPIRETIME - PTTL`), so a
 //! session is never served late even if its key lingers. Reads refresh
-//! `@seen` and the TTL at most once per touch interval; the Lua-free read
-//! and the client cache queue that touch and send it in batches (every
-//! second, or per 128), except close to the deadline, where the load script
-//! touches at once. An index's TTL is kept at or beyond the expiry of its
+//! `@seen` and the TTL at most once per touch interval: the Lua-free read
+//! hands a due touch to the load script; the client cache queues the touch
+//! of a hit and sends it in batches (every second, or per 128), except close
+//! to the deadline. An index's TTL is kept at or beyond the expiry of its
 //! longest-lived member, so it disappears with its last session.
 //!
 //! Index scores are the members' expiry times, moved by every write that
@@ -223,7 +223,6 @@ mod release;
 mod replies;
 mod reply;
 mod scripts;
-mod touches;
 
 use std::fmt;
 use std::sync::Arc;
@@ -305,8 +304,6 @@ struct Inner {
     durable: Option<(u64, Duration)>,
     /// The connection revocations go over when they are durable.
     durable_backend: Option<Backend>,
-    /// Idle-expiry touches queued by the Lua-free read path.
-    touches: touches::Touches,
     /// Lock release notices (`release.rs`).
     releases: release::Releases,
 }

@@ -50,6 +50,7 @@ impl RedisStore {
             .arg(if delta.clear { "1" } else { "0" })
             .arg(self.cache_flag())
             .arg(delta.fence.map(|f| f.to_string()).unwrap_or_default())
+            .arg(ms(timeouts.touch_interval))
             .arg(delta.remove.len());
         for key in &delta.remove {
             inv.arg(format!("d:{key}"));
@@ -155,8 +156,7 @@ impl SessionStore for RedisStore {
                 }
             }
             let plain = if self.plain_reads() {
-                self.read_plain(&key, asked.hash_part(), timeouts, idle)
-                    .await?
+                self.read_plain(&key, timeouts, idle).await?
             } else {
                 None
             };

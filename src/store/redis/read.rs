@@ -14,11 +14,12 @@
 //!   another node, with another clock);
 //! - markers (`@alias`, `@moved`) and corrupt data are recognised from the
 //!   fields;
-//! - the idle-deadline touch, when due, is queued and sent in batches
-//!   (`touches.rs`), as the client cache does; the session is reported as
-//!   touched. Close to its deadline (within the batch margin) the load
-//!   script runs instead and touches at once, so a queued touch never
-//!   arrives after the key expired.
+//! - when the idle-deadline touch is due (once per touch interval per
+//!   session), the load script runs instead and touches in the same step.
+//!   Queuing the touch for a batch, as the client cache does for its hits,
+//!   was tried and dropped: a login right after a read then ranked the
+//!   session by its old use (the per-user limit evicts the least recently
+//!   used), and one script per session per interval costs little.
 //!
 //! Used on one server and on a Cluster without the client cache. A Sentinel
 //! master keeps the script: a demoted master (a replica now) still answers
@@ -46,20 +47,11 @@ impl RedisStore {
             )
     }
 
-    /// How close to its deadline a session is touched at once rather than
-    /// in a batch: a flush interval and a command timeout.
-    fn batch_margin_ms(&self) -> i64 {
-        let margin = super::cache::FLUSH_EVERY.saturating_add(self.inner.command_timeout);
-        i64::try_from(margin.as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// Reads session key `key` (hash part `hash`). `None` when a touch is
-    /// due so close to the deadline that it must not wait for a batch: the
-    /// caller runs the load script.
+    /// Reads session key `key`. `None` when the idle-deadline touch is due:
+    /// the caller runs the load script, which touches.
     pub(super) async fn read_plain(
         &self,
         key: &str,
-        hash: &str,
         timeouts: &Timeouts,
         idle_ms: i64,
     ) -> Result<Option<Read>> {
@@ -125,25 +117,22 @@ impl RedisStore {
                 "missing or invalid metadata".to_owned(),
             ))));
         };
-        let mut exp = expire_at.min(seen.saturating_add(idle_ms)).min(deadline);
+        let exp = expire_at.min(seen.saturating_add(idle_ms)).min(deadline);
         if now >= exp {
             return Ok(Some(Read::None));
         }
-        let touched = timeouts.touch_due(seen, now);
-        let mut fields = fields;
-        if touched {
-            if exp - now < self.batch_margin_ms() {
-                return Ok(None);
-            }
-            self.inner.touches.push(key, hash, idle_ms);
-            exp = now.saturating_add(idle_ms).min(deadline);
-            set_field(&mut fields, "@seen", now);
+        if timeouts.touch_due(seen, now) {
+            // The load script reads again and touches in the same step: once
+            // per touch interval per session, so its cost does not show, and
+            // the touch is in Redis before the reply (a queued one would let
+            // a login right after rank this session by its old use).
+            return Ok(None);
         }
         Ok(Some(Read::Live(
             Live {
                 now_ms: now,
                 expires_at_ms: exp,
-                touched,
+                touched: false,
                 fields,
             },
             None,
@@ -197,15 +186,6 @@ fn number(fields: &[Value], name: &str) -> Option<i64> {
         })
 }
 
-/// Replaces the value of `name` with `ms`, as the touch will write it.
-fn set_field(fields: &mut [Value], name: &str, ms: i64) {
-    for pair in fields.chunks_exact_mut(2) {
-        if field_name(&pair[0]) == Some(name.as_bytes()) {
-            pair[1] = Value::BulkString(ms.to_string().into_bytes());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,15 +209,5 @@ mod tests {
         let flat = flat_fields(map).unwrap_or_default();
         assert_eq!(flat, vec![bulk("a"), bulk("1"), bulk("b"), bulk("2")]);
         assert!(flat_fields(Value::Int(1)).is_none());
-    }
-
-    #[test]
-    fn a_touch_rewrites_seen_only() {
-        let mut f = vec![bulk("@seen"), bulk("5"), bulk("d:@seen"), bulk("7")];
-        set_field(&mut f, "@seen", 9);
-        assert_eq!(
-            f,
-            vec![bulk("@seen"), bulk("9"), bulk("d:@seen"), bulk("7")]
-        );
     }
 }

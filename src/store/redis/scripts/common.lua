@@ -125,16 +125,18 @@ end
 -- (`min(now + idle, deadline)`) with the new `@exp` for the caller to write
 -- into the hash, or nil when `cur` (the `@exp` it holds) still covers it.
 -- `@exp` is the key's own expiry and its index score, and runs past the
--- idle deadline by up to idle / 16: activity moves it only when the new
--- deadline passes it, so most writes leave the TTL and the index alone
--- (every `redis.call` costs Redis 2-3 us; issue 11). Every read checks
--- `@seen + idle` itself, so the margin never serves a session late; it
--- keeps an idle-expired key at most that much longer. The score stays at
--- or past the real expiry, which `index_prune` relies on.
-local function refresh(key, idx, hash, user, now, idle, deadline, cur)
+-- idle deadline by up to `slack` (the touch interval): activity moves it
+-- only when the new deadline passes it, so writes within one touch
+-- interval leave the TTL and the index alone (every `redis.call` costs
+-- Redis 2-3 us; issue 11), and the index still orders sessions by use at
+-- the granularity `@seen` has. Every read checks `@seen + idle` itself, so
+-- the margin never serves a session late; it keeps an idle-expired key at
+-- most `slack` longer. The score stays at or past the real expiry, which
+-- `index_prune` relies on.
+local function refresh(key, idx, hash, user, now, idle, deadline, cur, slack)
   local exp = math.min(now + idle, deadline)
   if cur and cur >= exp then return exp, nil end
-  local at = math.min(exp + math.floor(idle / 16), deadline)
+  local at = math.min(exp + slack, deadline)
   if at <= now then
     redis.call('DEL', key)
     return exp, nil

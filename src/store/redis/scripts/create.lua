@@ -11,6 +11,6 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '@created', int(now), '@seen', int(now),
   '@issued', int(now), '@deadline', int(deadline), '@ver', '1')
 hset_args(KEYS[1], 3)
-local _, at = refresh(KEYS[1], nil, nil, nil, now, idle, deadline, nil)
+local _, at = refresh(KEYS[1], nil, nil, nil, now, idle, deadline, nil, 0)
 if at then redis.call('HSET', KEYS[1], '@exp', int(at)) end
 return {now, exp}

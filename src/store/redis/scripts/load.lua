@@ -37,7 +37,7 @@ local touched = 0
 if now - seen >= touch then
   touched = 1
   local at
-  exp, at = refresh(KEYS[1], idx, hash, m['@user'], now, idle, deadline, tonumber(m['@exp']))
+  exp, at = refresh(KEYS[1], idx, hash, m['@user'], now, idle, deadline, tonumber(m['@exp']), touch)
   if at then
     redis.call('HSET', KEYS[1], '@seen', int(now), '@exp', int(at))
   else

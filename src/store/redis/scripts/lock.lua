@@ -54,7 +54,7 @@ local touched = 0
 if now - m.seen >= touch then
   touched = 1
   local at
-  exp, at = refresh(KEYS[1], idx, hash, m.user, now, idle, m.deadline, m.exp_at)
+  exp, at = refresh(KEYS[1], idx, hash, m.user, now, idle, m.deadline, m.exp_at, touch)
   if at then
     redis.call('HSET', KEYS[1], '@seen', int(now), '@exp', int(at))
   else

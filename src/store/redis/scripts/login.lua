@@ -87,7 +87,7 @@ if old_key and not clear then
   copy_data(redis.call('HGETALL', old_key), KEYS[1], removed)
 end
 hset_args(KEYS[1], 11 + n)
-local _, at = refresh(KEYS[1], idx, new_hash, user, now, idle, deadline, nil)
+local _, at = refresh(KEYS[1], idx, new_hash, user, now, idle, deadline, nil, 0)
 if at then redis.call('HSET', KEYS[1], '@exp', int(at)) end
 
 if KEYS[3] then redis.call('DEL', lock_of(KEYS[3])) end

@@ -38,7 +38,7 @@ if ARGV[2] == 'alias' then redis.call('COPY', old_lock, new_lock, 'REPLACE') end
 redis.call('DEL', old_lock)
 if m.user then index_call('ZREM', idx, ARGV[4]) end
 -- The new member's score and the key's `@exp` are set afresh.
-local exp, at = refresh(KEYS[2], idx, ARGV[5], m.user, now, idle, m.deadline, nil)
+local exp, at = refresh(KEYS[2], idx, ARGV[5], m.user, now, idle, m.deadline, nil, 0)
 -- (A live session's deadline is ahead, so `at` is too: the key stays.)
 if at then
   redis.call('HSET', KEYS[2], '@issued', int(now), '@seen', int(now), '@exp', int(at))

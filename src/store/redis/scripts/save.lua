@@ -10,9 +10,10 @@
 -- ARGV[4] '1' when the caller keeps a client-side cache (CLIENT TRACKING
 -- ... NOLOOP): the reply then carries every field, read after the last
 -- write, which also puts the key back in this client's tracking table.
--- ARGV[5] the lock fence the delta carries ('' for none),
--- ARGV[6] n = number of data fields to remove, ARGV[7..6+n] those fields,
--- ARGV[7+n..] field/value pairs to set.
+-- ARGV[5] the lock fence the delta carries ('' for none), ARGV[6] touch
+-- interval ms (the slack of `@exp`: see `refresh`),
+-- ARGV[7] n = number of data fields to remove, ARGV[8..7+n] those fields,
+-- ARGV[8+n..] field/value pairs to set.
 -- Reply: {'ok', now, expires_at[, {field, value, ...}]} | {'gone'} |
 -- {'moved'} | {'alias', target} | {'fenced'} (nothing written).
 local now = now_ms()
@@ -43,13 +44,13 @@ if ARGV[3] == '1' then
   end
   hdel_list(KEYS[1], data, 1, #data)
 end
-local n = tonumber(ARGV[6])
-hdel_list(KEYS[1], ARGV, 7, 6 + n)
-local exp, at = refresh(KEYS[1], idx, hash, user, now, idle, deadline, tonumber(f[8]))
+local n = tonumber(ARGV[7])
+hdel_list(KEYS[1], ARGV, 8, 7 + n)
+local exp, at = refresh(KEYS[1], idx, hash, user, now, idle, deadline, tonumber(f[8]), tonumber(ARGV[6]))
 if at then
-  hset_args(KEYS[1], 7 + n, '@seen', int(now), '@ver', int(ver + 1), '@exp', int(at))
+  hset_args(KEYS[1], 8 + n, '@seen', int(now), '@ver', int(ver + 1), '@exp', int(at))
 else
-  hset_args(KEYS[1], 7 + n, '@seen', int(now), '@ver', int(ver + 1))
+  hset_args(KEYS[1], 8 + n, '@seen', int(now), '@ver', int(ver + 1))
 end
 if tracked then
   return {'ok', now, exp, redis.call('HGETALL', KEYS[1])}

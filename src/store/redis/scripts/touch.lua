@@ -22,7 +22,7 @@ if state ~= 'live' then
   if tracked then untrack(KEYS[1]) end
   return {'gone'}
 end
-local exp, at = refresh(KEYS[1], idx, hash, m.user, now, idle, m.deadline, m.exp_at)
+local exp, at = refresh(KEYS[1], idx, hash, m.user, now, idle, m.deadline, nil, 0)
 if at then
   redis.call('HSET', KEYS[1], '@seen', int(now), '@exp', int(at))
 else
