@@ -40,9 +40,9 @@ impl Timeouts {
 pub enum MaxSessionsPolicy {
     /// End the user's least recently used session to make room. `RedisStore`
     /// ranks sessions by the expiry its index keeps (issue 11: no walk of the
-    /// user's sessions), so there "least recently used" holds to within a
-    /// sixteenth of the idle timeout, and a session close to its absolute
-    /// deadline goes first.
+    /// user's sessions), so there "least recently used" holds to within one
+    /// touch interval (as `last_seen` itself does), and a session close to
+    /// its absolute deadline goes first.
     EvictOldest,
     /// Refuse the new login with [`Error::TooManySessions`](crate::Error::TooManySessions);
     /// nothing changes.
