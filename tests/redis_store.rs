@@ -990,8 +990,8 @@ async fn redis_commands_per_request() {
     let sent: Vec<u64> = rows.iter().map(|(_, c)| c.sent).collect();
     assert_eq!(
         sent,
-        vec![0, 1, 3, 1, 1, 1],
-        "script calls of: read (none: the Lua-free read), write (save), locked write (lock, save, unlock), login, login from anonymous (retired in the login script on a non-Cluster server), logout (revoke)"
+        vec![0, 0, 3, 1, 1, 1],
+        "script calls of: read (none: the Lua-free read), write (none: a transaction), locked write (lock, save, unlock), login, login from anonymous (retired in the login script on a non-Cluster server), logout (revoke)"
     );
     // The read is one pipeline of three cheap commands (issue 11).
     let read_cmds: Vec<(&str, u64)> = rows[0]
@@ -1003,6 +1003,29 @@ async fn redis_commands_per_request() {
     assert_eq!(
         read_cmds,
         vec![("hgetall", 1), ("pexpiretime", 1), ("pttl", 1)]
+    );
+    // The write is that read, then one transaction (issue 11): it reads the
+    // markers and times, writes the delta, bumps `@ver`, and gives a key
+    // that did not exist a TTL of 1 ms.
+    let write_cmds: Vec<(&str, u64)> = rows[1]
+        .1
+        .inside
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        write_cmds,
+        vec![
+            ("exec", 1),
+            ("hgetall", 1),
+            ("hincrby", 1),
+            ("hmget", 1),
+            ("hset", 1),
+            ("multi", 1),
+            ("pexpire", 1),
+            ("pexpiretime", 2),
+            ("pttl", 2)
+        ]
     );
     // A browser's User-Agent is stored in pieces of at most 64 bytes, so
     // the hash stays a listpack at Redis's default configuration (it was a

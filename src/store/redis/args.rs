@@ -69,14 +69,26 @@ pub(super) fn data_fields<'k>(
     inv: &mut ScriptInvocation<'_>,
     pairs: impl Iterator<Item = (&'k String, &'k serde_json::Value)>,
 ) -> Result<()> {
-    for (key, value) in pairs {
-        let json = serde_json::to_string(value).map_err(|source| Error::Serialize {
-            key: key.clone(),
-            source,
-        })?;
-        inv.arg(format!("d:{key}")).arg(json);
+    for (field, json) in json_pairs(pairs)? {
+        inv.arg(field).arg(json);
     }
     Ok(())
+}
+
+/// `(d:<key>, JSON)` of each pair: the hash fields a session's data is
+/// stored in.
+pub(super) fn json_pairs<'k>(
+    pairs: impl Iterator<Item = (&'k String, &'k serde_json::Value)>,
+) -> Result<Vec<(String, String)>> {
+    pairs
+        .map(|(key, value)| {
+            let json = serde_json::to_string(value).map_err(|source| Error::Serialize {
+                key: key.clone(),
+                source,
+            })?;
+            Ok((format!("d:{key}"), json))
+        })
+        .collect()
 }
 
 pub(super) fn warn_corrupt(id: &SessionId, reason: &str) {

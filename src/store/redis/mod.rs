@@ -1,8 +1,9 @@
 //! [`RedisStore`]: the production store. Sessions live in Redis (one
 //! server, a Redis Cluster, or a Sentinel-monitored primary), every
-//! write is one atomic Lua script, a read is one pipeline of plain commands
-//! (a script under Sentinel or with the client-side cache), and expiry
-//! follows the Redis clock.
+//! write is one atomic step (a Lua script, or for a plain save one
+//! `MULTI`/`EXEC`), a read is one pipeline of plain commands (a script
+//! under Sentinel or with the client-side cache), and expiry follows the
+//! Redis clock.
 //!
 //! Requires Redis 7.0 or later (`PEXPIRETIME`, `#!lua` script flags).
 //!
@@ -94,6 +95,12 @@
 //!
 //! Each [`SessionStore`](crate::SessionStore) method is one script call (one round trip, atomic
 //! in Redis), with these exceptions:
+//! - **a save without a lock fence and without `clear`, on one server or a
+//!   Cluster without the client cache**: one `MULTI`/`EXEC` on the session
+//!   key that reads the markers and times, then writes the delta (a second
+//!   round trip only when the session ended, rotated or expired meanwhile,
+//!   to take the delta back out; see `save.rs`). Under Sentinel and with the
+//!   cache the script stays;
 //! - **login from a session in another slot on a Redis Cluster** (an
 //!   anonymous session, or switching users): the new session lives in the
 //!   user's slot and the old one in its own, which no single Cluster-safe
@@ -145,7 +152,9 @@
 //!
 //! Round trips per request through the middleware: a read-only request 1
 //! (the read pipeline `HGETALL`, `PEXPIRETIME`, `PTTL`; an `EVALSHA` load
-//! under Sentinel; touches are batched); a write 2 (read, save); a login 1 without a prior session, 2 from an anonymous
+//! under Sentinel; touches are batched); a write 2 (read, save: a
+//! `MULTI`/`EXEC` of `HMGET`, `PEXPIRETIME`, `PTTL`, `HSET`/`HDEL`,
+//! `HINCRBY`, `PEXPIRE NX` where the transaction applies); a login 1 without a prior session, 2 from an anonymous
 //! session (load, login; 3 on a Cluster: load, login, retire, plus a
 //! save when the old session holds data to carry over); a
 //! logout 2 (load, revoke); a write under the session lock 4 (load, lock,
@@ -222,6 +231,7 @@ mod read;
 mod release;
 mod replies;
 mod reply;
+mod save;
 mod scripts;
 
 use std::fmt;

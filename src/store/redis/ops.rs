@@ -1,6 +1,6 @@
 //! The [`SessionStore`] implementation: each method one script call (see
 //! the module docs); login and the lock calls live in `login.rs` and
-//! `locking.rs`.
+//! `locking.rs`, the Lua-free read and save in `read.rs` and `save.rs`.
 
 use std::time::Duration;
 
@@ -43,6 +43,9 @@ impl RedisStore {
         delta: &Delta,
         timeouts: &Timeouts,
     ) -> Result<(Save, Option<Ticket>)> {
+        if self.plain_save(delta) {
+            return Ok((self.save_plain(id, delta, timeouts).await?, None));
+        }
         let keys = self.inner.keys.session_only(id);
         let mut inv = invocation(&self.inner.scripts.save, &keys);
         inv.arg(ms(timeouts.idle))
