@@ -95,12 +95,12 @@
 //!
 //! Each [`SessionStore`](crate::SessionStore) method is one script call (one round trip, atomic
 //! in Redis), with these exceptions:
-//! - **a save without a lock fence and without `clear`, on one server or a
-//!   Cluster without the client cache**: one `MULTI`/`EXEC` on the session
+//! - **a save without a lock fence and without `clear`, on one server
+//!   without the client cache**: one `MULTI`/`EXEC` on the session
 //!   key that reads the markers and times, then writes the delta (a second
 //!   round trip only when the session ended, rotated or expired meanwhile,
-//!   to take the delta back out; see `save.rs`). Under Sentinel and with the
-//!   cache the script stays;
+//!   to take the delta back out; see `save.rs`). On a Cluster, under Sentinel
+//!   and with the cache the script stays;
 //! - **login from a session in another slot on a Redis Cluster** (an
 //!   anonymous session, or switching users): the new session lives in the
 //!   user's slot and the old one in its own, which no single Cluster-safe

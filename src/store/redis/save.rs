@@ -33,7 +33,8 @@
 //! The cases after the first cost a second round trip; they only happen
 //! when a session ends, rotates or expires while a request writes it.
 //!
-//! Used where reads are plain (one server, a Cluster, no client cache), for
+//! Used on one server without the client cache (not on a Cluster: see
+//! `plain_save`), for
 //! deltas without a lock fence and without `clear`: a fenced save must
 //! write nothing when the fence is stale, and `clear` must find every
 //! stored key; both keep the script.
@@ -42,7 +43,7 @@ use ::redis::{RedisResult, Value};
 
 use super::args::json_pairs;
 use super::conn::Conn;
-use super::connection::{redis_error, timed};
+use super::connection::{redis_error, timed, Backend};
 use super::replies::Save;
 use super::RedisStore;
 use crate::store::{Delta, Timeouts, Written};
@@ -53,8 +54,15 @@ const READ: [&str; 5] = ["@alias", "@moved", "@user", "@seen", "@deadline"];
 
 impl RedisStore {
     /// Whether this delta can be saved without the script.
+    ///
+    /// One server only: on a Cluster, a slot that moved aborts the whole
+    /// transaction with `MOVED` inside `EXECABORT`, which redis-rs does not
+    /// redirect as it does a script call (`redis_partition` caught it).
     pub(super) fn plain_save(&self, delta: &Delta) -> bool {
-        self.plain_reads() && delta.fence.is_none() && !delta.clear
+        self.plain_reads()
+            && matches!(self.inner.backend, Backend::Standalone(_))
+            && delta.fence.is_none()
+            && !delta.clear
     }
 
     /// Saves `delta` to `id` in one transaction (see the module docs).
