@@ -18,6 +18,7 @@ use sessionkit::store::{
 };
 use sessionkit::{MaxSessionsPolicy, SessionId, SessionStore, UserLimit};
 use support::redis_server::command_stats;
+use support::redis_server::store_on_own_server;
 use support::RedisServer;
 
 fn timeouts() -> Timeouts {
@@ -29,20 +30,7 @@ fn timeouts() -> Timeouts {
 }
 
 async fn setup() -> (RedisServer, RedisStore, MultiplexedConnection) {
-    let server = tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .expect("start redis-server");
-    let store = RedisStore::builder()
-        .url(server.url())
-        .build()
-        .await
-        .expect("connect");
-    let con = server
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("test connection");
-    (server, store, con)
+    store_on_own_server(None).await
 }
 
 async fn login(store: &RedisStore, user: &str, limit: UserLimit) -> LoginOutcome {

@@ -19,6 +19,7 @@ use sessionkit::store::{
 use sessionkit::{SessionId, SessionStore, UserLimit};
 use support::outcomes::LoadOutcomeExt;
 use support::records::{anon_id, client, data, set, user_id_for};
+use support::redis_server::store_on_own_server;
 use support::RedisServer;
 
 fn timeouts() -> Timeouts {
@@ -30,21 +31,7 @@ fn timeouts() -> Timeouts {
 }
 
 async fn setup() -> (RedisServer, RedisStore, MultiplexedConnection) {
-    let server = tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .expect("start redis-server");
-    let store = RedisStore::builder()
-        .url(server.url())
-        .key_prefix("save")
-        .build()
-        .await
-        .expect("connect");
-    let con = server
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("test connection");
-    (server, store, con)
+    store_on_own_server(Some("save")).await
 }
 
 async fn logged_in(store: &RedisStore, user: &str) -> SessionId {

@@ -853,6 +853,13 @@ struct Cost {
     inside: BTreeMap<String, u64>,
 }
 
+impl Cost {
+    /// The commands run inside scripts or sent plainly, with their counts.
+    fn commands(&self) -> Vec<(&str, u64)> {
+        self.inside.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+    }
+}
+
 /// Commands an app sends; every other command in the stats ran inside a
 /// script.
 const SENT_BY_APP: [&str; 5] = ["evalsha", "eval", "script|load", "evalsha_ro", "eval_ro"];
@@ -994,12 +1001,7 @@ async fn redis_commands_per_request() {
         "script calls of: read (none: the Lua-free read), write (none: a transaction), locked write (lock, save, unlock), login, login from anonymous (retired in the login script on a non-Cluster server), logout (revoke)"
     );
     // The read is one pipeline of three cheap commands (issue 11).
-    let read_cmds: Vec<(&str, u64)> = rows[0]
-        .1
-        .inside
-        .iter()
-        .map(|(k, v)| (k.as_str(), *v))
-        .collect();
+    let read_cmds = rows[0].1.commands();
     assert_eq!(
         read_cmds,
         vec![("hgetall", 1), ("pexpiretime", 1), ("pttl", 1)]
@@ -1007,12 +1009,7 @@ async fn redis_commands_per_request() {
     // The write is that read, then one transaction (issue 11): it reads the
     // markers and times, writes the delta, bumps `@ver`, and gives a key
     // that did not exist a TTL of 1 ms.
-    let write_cmds: Vec<(&str, u64)> = rows[1]
-        .1
-        .inside
-        .iter()
-        .map(|(k, v)| (k.as_str(), *v))
-        .collect();
+    let write_cmds = rows[1].1.commands();
     assert_eq!(
         write_cmds,
         vec![

@@ -236,3 +236,29 @@ pub async fn command_stats(
     }
     out
 }
+
+/// A `redis-server` of the test's own, a `RedisStore` on it (with key
+/// prefix `prefix`, or the default), and a plain connection for looking at
+/// what the store wrote.
+pub async fn store_on_own_server(
+    prefix: Option<&str>,
+) -> (
+    RedisServer,
+    sessionkit::redis::RedisStore,
+    ::redis::aio::MultiplexedConnection,
+) {
+    let server = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .expect("start redis-server");
+    let mut builder = sessionkit::redis::RedisStore::builder().url(server.url());
+    if let Some(prefix) = prefix {
+        builder = builder.key_prefix(prefix);
+    }
+    let store = builder.build().await.expect("connect");
+    let con = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("test connection");
+    (server, store, con)
+}

@@ -125,7 +125,7 @@ impl RedisStore {
             return Err(super::reply::bad("save", "PEXPIRETIME or PTTL"));
         };
         let now = expire_at - ttl;
-        let idle = i64::try_from(timeouts.idle.as_millis()).unwrap_or(i64::MAX);
+        let idle = super::ms(timeouts.idle);
         let exp = expire_at.min(seen.saturating_add(idle)).min(deadline);
         if expire_at < 0 || ttl < 0 || now >= exp {
             self.end_expired(id, &key, user.is_some()).await?;
