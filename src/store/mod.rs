@@ -119,10 +119,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Written>;
 
     /// Applies a delta to an existing session (following aliases) and bumps
-    /// its version. Never creates a session. It need not refresh
-    /// `last_seen` or the idle deadline: every save follows a load in the
-    /// same request, and the load touches when due (`RedisStore`'s plain
-    /// save does not; `MemoryStore`'s does). A
+    /// its version. Never creates a session. Refreshes `last_seen` and the
+    /// idle deadline when [`Timeouts::touch_due`], as `load` does: a save
+    /// is activity, also when the request never read the session. A
     /// delta with a [`fence`](Delta::fence) that is not the session's latest
     /// writes nothing and answers [`SaveOutcome::Fenced`].
     async fn save(&self, id: &SessionId, delta: &Delta, timeouts: &Timeouts)

@@ -99,7 +99,8 @@
 //!   without the client cache**: one `MULTI`/`EXEC` on the session
 //!   key that reads the markers and times, then writes the delta (a second
 //!   round trip only when the session ended, rotated or expired meanwhile,
-//!   to take the delta back out; see `save.rs`). On a Cluster, under Sentinel
+//!   to take the delta back out, or once per touch interval for the
+//!   idle-deadline touch; see `save.rs`). On a Cluster, under Sentinel
 //!   and with the cache the script stays;
 //! - **login from a session in another slot on a Redis Cluster** (an
 //!   anonymous session, or switching users): the new session lives in the

@@ -18,9 +18,9 @@
 //!
 //! What the first step read then says what the writes were:
 //!
-//! - a live session: saved. `@seen`, the idle deadline and the index are
-//!   left as they are: the load that preceded the save touched them when
-//!   due (once per touch interval), which is all a save used to add;
+//! - a live session: saved. When the idle-deadline touch is due (once per
+//!   touch interval per session) the touch script follows, as a load's
+//!   would: a handler that writes without reading keeps its session alive;
 //! - no session: the write vanished with its millisecond TTL; `Gone`;
 //! - a rotation marker (`@alias`, `@moved`): the delta landed in the
 //!   marker, which readers never take data from; it is taken out again,
@@ -31,7 +31,8 @@
 //!   script did.
 //!
 //! The cases after the first cost a second round trip; they only happen
-//! when a session ends, rotates or expires while a request writes it.
+//! when a session ends, rotates or expires while a request writes it. A
+//! due touch costs one too, at most once per touch interval.
 //!
 //! Used on one server without the client cache (not on a Cluster: see
 //! `plain_save`), for
@@ -42,9 +43,9 @@
 use ::redis::{RedisResult, Value};
 
 use super::args::json_pairs;
-use super::conn::Conn;
+use super::conn::{invocation, Conn};
 use super::connection::{redis_error, timed, Backend};
-use super::replies::Save;
+use super::replies::{self, Save};
 use super::RedisStore;
 use crate::store::{Delta, Timeouts, Written};
 use crate::{Result, SessionId};
@@ -131,6 +132,14 @@ impl RedisStore {
             self.end_expired(id, &key, user.is_some()).await?;
             return Ok(Save::Gone);
         }
+        if timeouts.touch_due(seen, now) {
+            // A save is activity: once per touch interval it moves the idle
+            // deadline, as a load does (a handler may write without reading).
+            if let Some(written) = self.touch_saved(id, &key, timeouts).await? {
+                return Ok(Save::Saved(written, None));
+            }
+            // Ended between the two steps: the delta landed while it lived.
+        }
         Ok(Save::Saved(
             Written {
                 now_ms: now,
@@ -138,6 +147,24 @@ impl RedisStore {
             },
             None,
         ))
+    }
+
+    /// Runs the touch script on a session a plain save found due.
+    async fn touch_saved(
+        &self,
+        id: &SessionId,
+        key: &str,
+        timeouts: &Timeouts,
+    ) -> Result<Option<Written>> {
+        let keys = [key.to_owned()];
+        let mut inv = invocation(&self.inner.scripts.touch, &keys);
+        inv.arg(super::ms(timeouts.idle)).arg(id.hash_part());
+        let mut conn = self.conn(key).await?;
+        let touched = replies::touched(self.exec(&mut conn, &inv).await?)?;
+        Ok(touched.map(|t| Written {
+            now_ms: t.now_ms,
+            expires_at_ms: t.expires_at_ms,
+        }))
     }
 
     /// Runs a transaction on the plain connection of `key`.
