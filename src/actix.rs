@@ -33,7 +33,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::http::{HeaderSource, RequestSession, ResponseHeaders};
-use crate::{Error, LockedSession, Session, SessionManager};
+use crate::{Error, LazySession, LockedSession, Session, SessionManager};
 
 /// Adds sessions to every request of the wrapped actix-web service.
 #[derive(Clone, Debug)]
@@ -142,6 +142,17 @@ impl FromRequest for Session {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let request = req.extensions().get::<RequestSession>().cloned();
         Box::pin(async move { request.ok_or(Error::MissingLayer)?.session().await })
+    }
+}
+
+/// Reads nothing before the handler: see [`LazySession`].
+impl FromRequest for LazySession {
+    type Error = Error;
+    type Future = std::future::Ready<Result<LazySession, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = req.extensions().get::<RequestSession>().cloned();
+        std::future::ready(request.map(LazySession::new).ok_or(Error::MissingLayer))
     }
 }
 

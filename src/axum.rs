@@ -28,7 +28,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::http::{RequestSession, ResponseHeaders};
-use crate::{Error, LockedSession, Session, SessionManager};
+use crate::{Error, LazySession, LockedSession, Session, SessionManager};
 
 /// Adds sessions to every request of the wrapped service.
 #[derive(Clone, Debug)]
@@ -136,6 +136,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         request_session(parts)?.session().await
+    }
+}
+
+/// Reads nothing before the handler: see [`LazySession`].
+impl<S: Send + Sync> FromRequestParts<S> for LazySession {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        request_session(parts).map(LazySession::new)
     }
 }
 

@@ -109,6 +109,7 @@ mod config;
 mod context;
 mod error;
 pub mod http;
+mod lazy;
 mod manager;
 mod request;
 mod session;
@@ -128,6 +129,7 @@ pub use config::{
 };
 pub use context::SessionManager;
 pub use error::{Error, Result};
+pub use lazy::LazySession;
 pub use session::lock::{self, LockedSession, SessionLock};
 pub use session::{Session, Status};
 #[cfg(feature = "memory")]

@@ -123,6 +123,19 @@ impl SessionManager {
         Ok(Session::new(self.clone(), client, state))
     }
 
+    /// The session `token` names, unread (see `State::unread`); a fresh
+    /// anonymous one without a token.
+    pub(crate) fn unread(&self, token: Option<Token>, client: ClientInfo) -> Session {
+        let state = match token {
+            Some(token) => {
+                let id = token.id();
+                State::unread(token, id)
+            }
+            None => State::new(false),
+        };
+        Session::new(self.clone(), client, state)
+    }
+
     /// A fresh anonymous session that commit never writes, for
     /// [`StoreFailure::Continue`](crate::StoreFailure::Continue).
     pub(crate) fn stand_in(&self, client: ClientInfo) -> Session {

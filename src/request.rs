@@ -78,6 +78,42 @@ impl RequestSession {
             .cloned()
     }
 
+    /// Runs `op` on the request's session without loading it: on the loaded
+    /// session if a handler loaded it already, else on one known only by
+    /// the token (`State::unread`), which becomes the request's session if
+    /// `op` succeeds (and is dropped if it fails, so a later
+    /// [`session`](Self::session) loads as usual). For login and logout,
+    /// which need nothing read.
+    pub(crate) async fn unread<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(Session) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let inner = &self.inner;
+        let out = std::sync::Mutex::new(None);
+        let session = inner
+            .session
+            .get_or_try_init(|| async {
+                let session = inner
+                    .manager
+                    .unread(inner.token.clone(), inner.client.clone());
+                let value = op(session.clone()).await?;
+                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+                Ok::<_, crate::Error>(session)
+            })
+            .await?
+            .clone();
+        match out.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(value) => Ok(value),
+            None => op(session).await,
+        }
+    }
+
+    /// The session, if a handler loaded it.
+    pub(crate) fn loaded(&self) -> Option<&Session> {
+        self.inner.session.get()
+    }
+
     /// The request's session (loaded as by [`session`](Self::session)) with
     /// its lock taken: what the `LockedSession` extractors return.
     ///

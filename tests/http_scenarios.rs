@@ -20,8 +20,8 @@ use http::header::COOKIE;
 use http::{HeaderValue, StatusCode};
 use sessionkit::clock::ManualClock;
 use sessionkit::store::{
-    Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, Retire, RotateOutcome,
-    SaveOutcome, Timeouts, Written,
+    Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, LogoutOutcome, NewSession, Retire,
+    RotateOutcome, SaveOutcome, Timeouts, Written,
 };
 use sessionkit::{
     Error, MemoryStore, Result, Session, SessionConfig, SessionId, SessionInfo, SessionManager,
@@ -286,6 +286,11 @@ impl SessionStore for CountingStore {
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
         self.count("revoke");
         self.inner.revoke(id).await
+    }
+
+    async fn logout(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LogoutOutcome> {
+        self.count("logout");
+        self.inner.logout(id, timeouts).await
     }
 
     async fn revoke_user(&self, user_id: &str, except: Option<&SessionId>) -> Result<u64> {
@@ -736,6 +741,11 @@ impl SessionStore for FlakyStore {
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
         self.gate().await?;
         self.inner.revoke(id).await
+    }
+
+    async fn logout(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LogoutOutcome> {
+        self.gate().await?;
+        self.inner.logout(id, timeouts).await
     }
 
     async fn revoke_user(&self, user_id: &str, except: Option<&SessionId>) -> Result<u64> {

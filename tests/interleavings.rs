@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use sessionkit::clock::ManualClock;
 use sessionkit::store::{
-    ClientInfo, Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, Retire,
-    RotateOutcome, SaveOutcome, Timeouts, Token, Written,
+    ClientInfo, Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, LogoutOutcome, NewSession,
+    Retire, RotateOutcome, SaveOutcome, Timeouts, Token, Written,
 };
 use sessionkit::{
     MemoryStore, Result, Session, SessionConfig, SessionId, SessionInfo, SessionManager,
@@ -91,6 +91,10 @@ impl SessionStore for Stepped {
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
         self.step("revoke").await;
         self.inner.revoke(id).await
+    }
+    async fn logout(&self, id: &SessionId, t: &Timeouts) -> Result<LogoutOutcome> {
+        self.step("logout").await;
+        self.inner.logout(id, t).await
     }
     async fn revoke_user(&self, user: &str, except: Option<&SessionId>) -> Result<u64> {
         self.step("revoke_user").await;

@@ -922,6 +922,21 @@ async fn redis_commands_per_request() {
     let (login_anon, r) = measure(&mut con, &router, "/login/grace", Some(&anon)).await;
     assert!(r.token.is_some());
     let (logout, _) = measure(&mut con, &router, "/logout", Some(&user_token)).await;
+    // The same through `LazySession`: no read before the login or logout.
+    let anon2 = send(&router, "/write/k/v", None).await.token.unwrap();
+    let (lazy_login, r) = measure(&mut con, &router, "/lazy-login/grace", Some(&anon2)).await;
+    let lazy_token = r.token.unwrap();
+    let (lazy_logout, r) = measure(&mut con, &router, "/lazy-logout", Some(&lazy_token)).await;
+    assert_eq!(
+        r.token.as_deref(),
+        Some(""),
+        "the lazy logout clears the cookie"
+    );
+    assert_eq!(
+        send(&router, "/read", Some(&lazy_token)).await.body,
+        "empty",
+        "the lazy logout ended the session"
+    );
     rows.extend([
         ("read-only request", read),
         ("write request", write),
@@ -929,6 +944,8 @@ async fn redis_commands_per_request() {
         ("login, no prior session", login_fresh),
         ("login from an anonymous session", login_anon),
         ("logout", logout),
+        ("LazySession login from anonymous", lazy_login),
+        ("LazySession logout", lazy_logout),
     ]);
 
     println!("Redis commands per request (INFO commandstats deltas, INFO itself excluded):");
@@ -997,9 +1014,26 @@ async fn redis_commands_per_request() {
     let sent: Vec<u64> = rows.iter().map(|(_, c)| c.sent).collect();
     assert_eq!(
         sent,
-        vec![0, 0, 3, 1, 1, 1],
-        "script calls of: read (none: the Lua-free read), write (none: a transaction), locked write (lock, save, unlock), login, login from anonymous (retired in the login script on a non-Cluster server), logout (revoke)"
+        vec![0, 0, 3, 1, 1, 1, 1, 1],
+        "script calls of: read (none: the Lua-free read), write (none: a transaction), locked write (lock, save, unlock), login, login from anonymous (retired in the login script on a non-Cluster server), logout (logout), and the same two through LazySession"
     );
+    // Through `LazySession`, a login or logout is that one script call and
+    // nothing else: the eager ones' commands less the read pipeline.
+    let read_pipeline = ["hgetall", "pexpiretime", "pttl"];
+    for (eager, lazy) in [(&rows[4].1, &rows[6].1), (&rows[5].1, &rows[7].1)] {
+        let mut expected = eager.inside.clone();
+        for cmd in read_pipeline {
+            let n = expected.get_mut(cmd).expect("the eager request read first");
+            *n -= 1;
+            if *n == 0 {
+                expected.remove(cmd);
+            }
+        }
+        assert_eq!(
+            lazy.inside, expected,
+            "a LazySession login/logout reads nothing first"
+        );
+    }
     // The read is one pipeline of three cheap commands (issue 11).
     let read_cmds = rows[0].1.commands();
     assert_eq!(

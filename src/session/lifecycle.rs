@@ -13,7 +13,7 @@
 //!   never answered) and a superseded session (another request replaced
 //!   the token; its successor is not this request's to end).
 
-use crate::store::{Login, LoginOutcome, Retire, RotateOutcome};
+use crate::store::{Login, LoginOutcome, LogoutOutcome, Retire, RotateOutcome};
 use crate::token::{Tag, Token};
 use crate::{Error, Result};
 
@@ -95,7 +95,15 @@ pub(crate) async fn logout(session: &Session) -> Result<()> {
     };
     if let Some(id) = &id {
         let manager = session.manager();
-        manager.call(manager.store().revoke(id)).await?;
+        let store = manager.store();
+        let outcome = manager.call(store.logout(id, manager.timeouts())).await?;
+        if outcome == LogoutOutcome::Superseded {
+            // A login or explicit rotation in another request replaced the
+            // token (before this one ended it): its successor is not this
+            // request's to end, and its new cookie must stay.
+            session.state().supersede();
+            return Err(Error::Superseded);
+        }
         tracing::debug!(session = %id, "logged out");
     }
     session.state().end();

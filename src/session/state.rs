@@ -88,6 +88,21 @@ impl State {
         }
     }
 
+    /// A session known only by the client's token, never read: what a
+    /// [`LazySession`](crate::LazySession) logs in or out from without
+    /// loading. Its store id is the token's; its data and user are unknown,
+    /// so it never reaches a handler: the login or logout run on it replaces
+    /// or ends it (the store follows aliases and reads the latest data).
+    pub(crate) fn unread(token: Token, id: SessionId) -> Self {
+        State {
+            standing: Standing::Stored,
+            token: Some(token),
+            id: Some(id),
+            had_token: true,
+            ..State::default()
+        }
+    }
+
     /// The stand-in of [`StoreFailure::Continue`](crate::StoreFailure::Continue).
     pub(crate) fn stand_in() -> Self {
         State {

@@ -90,7 +90,7 @@ mod waiters;
 
 pub use self::records::{
     ms_to_datetime, ClientInfo, Data, Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome,
-    Meta, NewSession, Retire, RotateOutcome, SaveOutcome, SessionInfo, Written,
+    LogoutOutcome, Meta, NewSession, Retire, RotateOutcome, SaveOutcome, SessionInfo, Written,
 };
 pub use self::waiters::ReleaseNotice;
 pub use crate::config::Timeouts;
@@ -148,6 +148,27 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Ends one session. Returns whether it existed.
     async fn revoke(&self, id: &SessionId) -> Result<bool>;
+
+    /// Ends the session a client's token names, in one step: the session
+    /// `load` would find, followed through rotation aliases. A token that
+    /// a login or explicit rotation replaced (a moved marker, or an alias
+    /// that leads to one) is left as it is and answers
+    /// [`LogoutOutcome::Superseded`]: its successor is not the caller's to
+    /// end, and requests still in flight with the old token need the
+    /// marker to leave the client's new cookie alone.
+    ///
+    /// This is how [`Session::logout`](crate::Session::logout) ends a
+    /// session it never loaded ([`LazySession`](crate::LazySession)). The
+    /// default runs `load`, then `revoke` of what it found: two steps, so
+    /// a login in between is missed. Override it with one atomic step (the
+    /// built-in stores do).
+    async fn logout(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LogoutOutcome> {
+        Ok(match self.load(id, timeouts).await? {
+            LoadOutcome::Live(l) if self.revoke(&l.id).await? => LogoutOutcome::Ended,
+            LoadOutcome::Live(_) | LoadOutcome::Missing => LogoutOutcome::Missing,
+            LoadOutcome::Superseded => LogoutOutcome::Superseded,
+        })
+    }
 
     /// Ends every session of a user except `except`. Returns how many ended.
     async fn revoke_user(&self, user_id: &str, except: Option<&SessionId>) -> Result<u64>;

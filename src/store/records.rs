@@ -80,6 +80,18 @@ pub enum LoadOutcome {
     Missing,
 }
 
+/// The result of [`SessionStore::logout`](super::SessionStore::logout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutOutcome {
+    /// A live session ended.
+    Ended,
+    /// Nothing live was there (unknown, expired, ended or corrupt).
+    Missing,
+    /// The token was replaced by a login or an explicit rotation; nothing
+    /// changed.
+    Superseded,
+}
+
 /// A session to create.
 #[derive(Debug, Clone, Copy)]
 pub struct NewSession<'a> {

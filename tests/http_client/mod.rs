@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use sessionkit::{Error, LockedSession, Session, SessionManager};
+use sessionkit::{Error, LazySession, LockedSession, Session, SessionManager};
 
 /// The session cookie name (the default).
 pub const COOKIE_NAME: &str = "id";
@@ -103,6 +103,12 @@ macro_rules! scenario_tests {
 pub type Handler =
     Arc<dyn Fn(Session, Vec<String>) -> BoxFuture<'static, Result<String, Error>> + Send + Sync>;
 
+/// A handler of a route whose session comes from `LazySession` (nothing
+/// is read before it runs).
+pub type LazyHandler = Arc<
+    dyn Fn(LazySession, Vec<String>) -> BoxFuture<'static, Result<String, Error>> + Send + Sync,
+>;
+
 /// A table of `(path pattern, handler)`; patterns use `{name}` for a
 /// parameter, which axum and actix-web both understand. Every route is `GET`.
 /// A route added with [`Routes::route_locked`] extracts `LockedSession`
@@ -111,6 +117,7 @@ pub type Handler =
 #[derive(Clone, Default)]
 pub struct Routes {
     entries: Vec<(String, Handler, Extract)>,
+    lazy: Vec<(String, LazyHandler)>,
 }
 
 /// Which extractor a route's handler gets its session from.
@@ -147,6 +154,26 @@ impl Routes {
         R: Into<String>,
     {
         self.add(path, Extract::Locked, handler)
+    }
+
+    /// Adds a route whose handler takes `LazySession`.
+    pub fn route_lazy<F, Fut, R>(mut self, path: &str, handler: F) -> Self
+    where
+        F: Fn(LazySession, Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, Error>> + Send + 'static,
+        R: Into<String>,
+    {
+        let handler: LazyHandler = Arc::new(move |session, params| {
+            let fut = handler(session, params);
+            Box::pin(async move { fut.await.map(Into::into) })
+        });
+        self.lazy.push((path.to_owned(), handler));
+        self
+    }
+
+    /// The `LazySession` routes, in the order added.
+    pub fn iter_lazy(&self) -> impl Iterator<Item = (&str, &LazyHandler)> {
+        self.lazy.iter().map(|(p, h)| (p.as_str(), h))
     }
 
     fn add<F, Fut, R>(mut self, path: &str, extract: Extract, handler: F) -> Self
@@ -211,6 +238,8 @@ fn id_or_none(session: &Session) -> String {
 /// - `/id`: the public session id or `none`
 /// - `/login/{user}`: logs in, answers the new session id
 /// - `/logout`: logs out
+/// - `/lazy/login/{user}`, `/lazy/logout`: the same through `LazySession`
+///   (no load first); answer `ok` and `bye`
 pub fn routes() -> Routes {
     Routes::empty()
         .route("/get/{key}", |session, p| async move {
@@ -250,6 +279,14 @@ pub fn routes() -> Routes {
             Ok(id_or_none(&session))
         })
         .route("/logout", |session, _| async move {
+            session.logout().await?;
+            Ok("bye")
+        })
+        .route_lazy("/lazy/login/{user}", |session, p| async move {
+            session.login(param(&p, 0)).await?;
+            Ok("ok")
+        })
+        .route_lazy("/lazy/logout", |session, _| async move {
             session.logout().await?;
             Ok("bye")
         })
@@ -351,7 +388,7 @@ mod axum_server {
     use axum::routing::get;
     use axum::Router;
     use sessionkit::axum::SessionLayer;
-    use sessionkit::{LockedSession, Session, SessionManager};
+    use sessionkit::{LazySession, LockedSession, Session, SessionManager};
 
     use super::{run_locked, Extract, Routes, Running};
 
@@ -382,6 +419,24 @@ mod axum_server {
                     path,
                     get(move |locked: LockedSession| run_locked(&h, locked, Vec::new())),
                 ),
+            };
+        }
+        for (path, handler) in routes.iter_lazy() {
+            let h = handler.clone();
+            router = if path.contains('{') {
+                router.route(
+                    path,
+                    get(
+                        move |session: LazySession, Path(params): Path<Vec<String>>| {
+                            h(session, params)
+                        },
+                    ),
+                )
+            } else {
+                router.route(
+                    path,
+                    get(move |session: LazySession| h(session, Vec::new())),
+                )
             };
         }
         match manager {
@@ -415,7 +470,7 @@ mod actix_server {
     use actix_web::{web, App, HttpRequest, HttpServer};
 
     use sessionkit::actix::SessionMiddleware;
-    use sessionkit::{LockedSession, Session, SessionManager};
+    use sessionkit::{LazySession, LockedSession, Session, SessionManager};
 
     use super::{run_locked, Extract, Routes, Running};
 
@@ -445,6 +500,14 @@ mod actix_server {
                     }),
                 ),
             };
+        }
+        for (path, handler) in routes.iter_lazy() {
+            let h = handler.clone();
+            cfg.route(
+                path,
+                web::get()
+                    .to(move |session: LazySession, req: HttpRequest| h(session, params(&req))),
+            );
         }
     }
 

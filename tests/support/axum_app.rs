@@ -10,12 +10,13 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
 use sessionkit::axum::SessionLayer;
-use sessionkit::{Error, LockedSession, Session, SessionManager};
+use sessionkit::{Error, LazySession, LockedSession, Session, SessionManager};
 use tower::ServiceExt;
 
 /// Routes: `/read` (keys and values, or `empty`), `/write/{key}/{value}`,
 /// `/locked-write/{key}/{value}`, `/three` (three small keys),
-/// `/login/{user}`, `/logout`.
+/// `/login/{user}`, `/logout`, and `/lazy-login/{user}`, `/lazy-logout`
+/// (the same through `LazySession`, which loads nothing first).
 pub fn app(manager: SessionManager) -> Router {
     Router::new()
         .route("/read", get(read))
@@ -24,6 +25,8 @@ pub fn app(manager: SessionManager) -> Router {
         .route("/three", get(three))
         .route("/login/{user}", get(login))
         .route("/logout", get(logout))
+        .route("/lazy-login/{user}", get(lazy_login))
+        .route("/lazy-logout", get(lazy_logout))
         .layer(SessionLayer::new(manager))
 }
 
@@ -72,6 +75,16 @@ async fn login(session: Session, Path(user): Path<String>) -> Result<&'static st
 }
 
 async fn logout(session: Session) -> Result<&'static str, Error> {
+    session.logout().await?;
+    Ok("bye")
+}
+
+async fn lazy_login(session: LazySession, Path(user): Path<String>) -> Result<&'static str, Error> {
+    session.login(user).await?;
+    Ok("ok")
+}
+
+async fn lazy_logout(session: LazySession) -> Result<&'static str, Error> {
     session.logout().await?;
     Ok("bye")
 }

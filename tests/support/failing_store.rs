@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sessionkit::store::{
-    Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, ReleaseNotice, Retire,
-    RotateOutcome, SaveOutcome, Timeouts, Written,
+    Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, LogoutOutcome, NewSession, ReleaseNotice,
+    Retire, RotateOutcome, SaveOutcome, Timeouts, Written,
 };
 use sessionkit::{Error, Result, SessionId, SessionInfo, SessionStore};
 
@@ -134,6 +134,10 @@ impl SessionStore for FailingStore {
 
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
         self.inner.revoke(id).await
+    }
+
+    async fn logout(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LogoutOutcome> {
+        self.inner.logout(id, timeouts).await
     }
 
     async fn revoke_user(&self, user_id: &str, except: Option<&SessionId>) -> Result<u64> {

@@ -12,8 +12,9 @@ use super::MemoryStore;
 use crate::clock::duration_ms;
 use crate::config::{MaxSessionsPolicy, UserLimit};
 use crate::store::{
-    ClientInfo, Data, Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, Meta, NewSession,
-    Retire, RotateOutcome, SaveOutcome, SessionInfo, SessionStore, Tag, Timeouts, Written,
+    ClientInfo, Data, Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, LogoutOutcome, Meta,
+    NewSession, Retire, RotateOutcome, SaveOutcome, SessionInfo, SessionStore, Tag, Timeouts,
+    Written,
 };
 use crate::{Result, SessionId};
 
@@ -263,6 +264,29 @@ impl SessionStore for MemoryStore {
             Some(e @ Entry::Live(_)) => e.alive(now),
             _ => false,
         })
+    }
+
+    async fn logout(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LogoutOutcome> {
+        let _ = timeouts;
+        let now = self.now();
+        Ok(self.inner.shards.with(&[self.shard_of(id)], |l| {
+            Ok(match l.find(id, now)? {
+                Found::Live(to) => {
+                    let real = to.as_ref().unwrap_or(id);
+                    let ended = match l.at(real)?.remove(real) {
+                        Some(e @ Entry::Live(_)) => e.alive(now),
+                        _ => false,
+                    };
+                    if ended {
+                        LogoutOutcome::Ended
+                    } else {
+                        LogoutOutcome::Missing
+                    }
+                }
+                Found::Superseded => LogoutOutcome::Superseded,
+                Found::Gone => LogoutOutcome::Missing,
+            })
+        }))
     }
 
     async fn revoke_user(&self, user_id: &str, except: Option<&SessionId>) -> Result<u64> {

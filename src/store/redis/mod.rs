@@ -226,6 +226,7 @@ mod connection;
 mod keys;
 mod locking;
 mod login;
+mod logout;
 mod open;
 mod ops;
 mod read;

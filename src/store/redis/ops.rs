@@ -14,8 +14,8 @@ use super::conn::invocation;
 use super::replies::{self, Read, Rotate, Row, Save};
 use super::{ms, reply, RedisStore};
 use crate::store::{
-    Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome, NewSession, Retire,
-    RotateOutcome, SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
+    Delta, LoadOutcome, Loaded, LockOutcome, Login, LoginOutcome, LogoutOutcome, NewSession,
+    Retire, RotateOutcome, SaveOutcome, SessionInfo, SessionStore, Timeouts, Written,
 };
 use crate::token::Tag;
 use crate::{Error, Result, SessionId};
@@ -308,6 +308,10 @@ impl SessionStore for RedisStore {
         let ended = reply::int("revoke", &ended)? > 0;
         self.wait_durable(&mut conn, &keys[0]).await?;
         Ok(ended)
+    }
+
+    async fn logout(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LogoutOutcome> {
+        self.logout_token(id, timeouts).await
     }
 
     async fn revoke_user(&self, user_id: &str, except: Option<&SessionId>) -> Result<u64> {

@@ -12,7 +12,7 @@ use crate::store::{Data, Loaded, Meta, Written};
 use crate::{Result, SessionId};
 
 /// Splits `{status, rest...}`.
-fn split(script: &str, v: Value) -> Result<(String, Vec<Value>)> {
+pub(super) fn split(script: &str, v: Value) -> Result<(String, Vec<Value>)> {
     let Value::Array(mut items) = v else {
         return Err(bad(script, "expected an array"));
     };
@@ -25,7 +25,7 @@ fn split(script: &str, v: Value) -> Result<(String, Vec<Value>)> {
 }
 
 /// The rest of a reply as the tuple `T`.
-fn rest<T: FromRedisValue>(script: &str, status: &str, rest: Vec<Value>) -> Result<T> {
+pub(super) fn rest<T: FromRedisValue>(script: &str, status: &str, rest: Vec<Value>) -> Result<T> {
     from_redis_value(Value::Array(rest)).map_err(|e| {
         bad(
             script,
@@ -34,7 +34,7 @@ fn rest<T: FromRedisValue>(script: &str, status: &str, rest: Vec<Value>) -> Resu
     })
 }
 
-fn unknown(script: &str, status: &str) -> crate::Error {
+pub(super) fn unknown(script: &str, status: &str) -> crate::Error {
     bad(script, format_args!("unknown status {status:?}"))
 }
 

@@ -20,6 +20,7 @@ pub(crate) struct Scripts {
     pub(crate) retire: Script,
     pub(crate) rotate: Script,
     pub(crate) revoke: Script,
+    pub(crate) logout: Script,
     pub(crate) revoke_user: Script,
     pub(crate) sessions_of: Script,
     /// The batched idle-expiry refresh of the client-side cache.
@@ -43,6 +44,7 @@ impl Scripts {
             retire: script(include_str!("scripts/retire.lua")),
             rotate: script(include_str!("scripts/rotate.lua")),
             revoke: script(include_str!("scripts/revoke.lua")),
+            logout: script(include_str!("scripts/logout.lua")),
             revoke_user: script(include_str!("scripts/revoke_user.lua")),
             sessions_of: script(include_str!("scripts/sessions_of.lua")),
             touch: script(include_str!("scripts/touch.lua")),
@@ -53,7 +55,7 @@ impl Scripts {
     }
 
     /// All scripts, to preload with `SCRIPT LOAD`.
-    pub(crate) fn all(&self) -> [&Script; 13] {
+    pub(crate) fn all(&self) -> [&Script; 14] {
         [
             &self.load,
             &self.create,
@@ -62,6 +64,7 @@ impl Scripts {
             &self.retire,
             &self.rotate,
             &self.revoke,
+            &self.logout,
             &self.revoke_user,
             &self.sessions_of,
             &self.touch,
