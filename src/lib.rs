@@ -57,6 +57,9 @@
 //!   extractor): other requests of the session that ask for it wait, and a
 //!   fencing token stops a holder whose lease ran out from overwriting a
 //!   newer holder's write. The lock is advisory (see [`lock`]).
+//! - A handler that only logs in or out can take [`LazySession`] instead of
+//!   [`Session`]: it reads nothing first, so its login or logout is one
+//!   store call.
 //! - Expiry (idle and absolute) is decided by the store's clock.
 //! - A store failure or timeout becomes `503 Service Unavailable` for the
 //!   requests that use the session (configurable: [`StoreFailure`]); routes

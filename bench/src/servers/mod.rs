@@ -232,7 +232,7 @@ pub(crate) async fn cached_store(
 /// Handlers shared by both frameworks: `sessionkit::Session` is an extractor
 /// in axum and in actix-web, and `sessionkit::Error` a response in both.
 pub(crate) mod handlers {
-    use sessionkit::{Error, LockedSession, Session};
+    use sessionkit::{Error, LazySession, LockedSession, Session};
     use std::sync::atomic::Ordering;
 
     pub async fn bare_login() -> String {
@@ -251,15 +251,17 @@ pub(crate) mod handlers {
         "bye"
     }
 
-    pub async fn sk_login(session: Session) -> Result<String, Error> {
+    /// Through `LazySession`: the login is one store call, with nothing
+    /// read first. The user is bound to the session by the login itself
+    /// (the peers, which have no such binding, store it as a key).
+    pub async fn sk_login(session: LazySession) -> Result<String, Error> {
         let user = super::next_user();
-        session.insert("user", &user)?;
         session.login(user.clone()).await?;
         Ok(user)
     }
 
     pub async fn sk_read(session: Session) -> Result<String, Error> {
-        Ok(session.get::<String>("user")?.unwrap_or_default())
+        Ok(session.user_id().unwrap_or_default())
     }
 
     pub async fn sk_write(session: Session) -> Result<String, Error> {
@@ -276,7 +278,7 @@ pub(crate) mod handlers {
         Ok(n.to_string())
     }
 
-    pub async fn sk_logout(session: Session) -> Result<&'static str, Error> {
+    pub async fn sk_logout(session: LazySession) -> Result<&'static str, Error> {
         session.logout().await?;
         Ok("bye")
     }
