@@ -13,16 +13,14 @@
 mod http_client;
 mod support;
 
-use std::future::Future;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use http::StatusCode;
-use sessionkit::{Error, LazySession, Session, SessionConfig};
+use sessionkit::{LazySession, Session, SessionConfig};
 
 use http_client::{routes, with_layer, Framework, Routes, TestServer, ANONYMOUS, NONE};
-use support::browser::{describe, Browser, CookieAt, Origin};
-use support::race::{report, trials, InFlight, Tally};
+use support::browser::{describe, start_browser, CookieAt, Origin};
+use support::race::{busy, report, trials, InFlight, Tally};
 use support::Backend;
 
 scenario_tests!(@topologies
@@ -35,60 +33,10 @@ scenario_tests!(@topologies
 const ROTATE_EVERY: Duration = Duration::from_millis(100);
 const STAGGER: Duration = Duration::from_millis(20);
 const WRITERS: usize = 5;
-const BUSY: Duration = Duration::from_millis(5);
 
 impl Origin for TestServer {
     fn base_url(&self) -> String {
         TestServer::base_url(self)
-    }
-}
-
-/// Counts the handler in `in_flight`, then awaits 0..=[`BUSY`].
-fn pause(in_flight: &InFlight) -> impl Future<Output = support::race::Entered> {
-    let entered = in_flight.enter();
-    let max_us = u64::try_from(BUSY.as_micros()).unwrap_or(u64::MAX);
-    let pause = Duration::from_micros(rand::random_range(0..=max_us));
-    async move {
-        tokio::time::sleep(pause).await;
-        entered
-    }
-}
-
-fn busy<F, Fut>(
-    in_flight: &InFlight,
-    f: F,
-) -> impl Fn(Session, Vec<String>) -> BoxFuture<'static, Result<String, Error>> + Send + Sync
-where
-    F: Fn(Session, Vec<String>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<String, Error>> + Send + 'static,
-{
-    let in_flight = in_flight.clone();
-    move |session, params| {
-        let wait = pause(&in_flight);
-        let work = f(session, params);
-        Box::pin(async move {
-            let _entered = wait.await;
-            work.await
-        })
-    }
-}
-
-fn busy_lazy<F, Fut>(
-    in_flight: &InFlight,
-    f: F,
-) -> impl Fn(LazySession, Vec<String>) -> BoxFuture<'static, Result<String, Error>> + Send + Sync
-where
-    F: Fn(LazySession, Vec<String>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<String, Error>> + Send + 'static,
-{
-    let in_flight = in_flight.clone();
-    move |session, params| {
-        let wait = pause(&in_flight);
-        let work = f(session, params);
-        Box::pin(async move {
-            let _entered = wait.await;
-            work.await
-        })
     }
 }
 
@@ -98,27 +46,27 @@ fn race_routes(in_flight: &InFlight) -> Routes {
     routes()
         .route(
             "/busy/whoami",
-            busy(in_flight, |s, _| async move {
+            busy(in_flight, |s: Session, _| async move {
                 Ok(s.user_id().unwrap_or_else(|| ANONYMOUS.to_owned()))
             }),
         )
         .route(
             "/busy/set/{key}/{value}",
-            busy(in_flight, |s, p| async move {
+            busy(in_flight, |s: Session, p: Vec<String>| async move {
                 s.insert(p[0].clone(), p[1].clone())?;
                 Ok("ok".to_owned())
             }),
         )
         .route_lazy(
             "/busy/lazy/login/{user}",
-            busy_lazy(in_flight, |s, p| async move {
+            busy(in_flight, |s: LazySession, p: Vec<String>| async move {
                 s.login(p[0].clone()).await?;
                 Ok("ok".to_owned())
             }),
         )
         .route_lazy(
             "/busy/lazy/logout",
-            busy_lazy(in_flight, |s, _| async move {
+            busy(in_flight, |s: LazySession, _| async move {
                 s.logout().await?;
                 Ok("bye".to_owned())
             }),
@@ -133,22 +81,6 @@ async fn race_server(
     let in_flight = InFlight::default();
     let srv = with_layer(fw, race_routes(&in_flight), backend.manager(config)).await;
     (srv, in_flight)
-}
-
-/// A browser with a stored session: anonymous with `seed=1`, or logged in.
-async fn start_browser(srv: &TestServer, login_as: Option<&str>) -> Browser {
-    let b = Browser::new();
-    let path = match login_as {
-        Some(user) => format!("/login/{user}"),
-        None => "/set/seed/1".to_owned(),
-    };
-    let e = b.send(srv, &path).await;
-    assert!(
-        e.status == StatusCode::OK && b.token().is_some(),
-        "setup {path}: {}",
-        describe(&[e])
-    );
-    b
 }
 
 /// A lazy login races writers carrying the pre-login token (all at batch

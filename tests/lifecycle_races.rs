@@ -21,18 +21,16 @@
 mod http_client;
 mod support;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use http::StatusCode;
 use sessionkit::{Error, Session, SessionConfig, SessionManager, StoreFailure};
 
 use http_client::{routes, with_layer, Framework, Routes, TestServer, ANONYMOUS, NONE};
-use support::browser::{describe, Browser, CookieAt, Origin};
+use support::browser::{describe, start_browser, CookieAt, Origin};
 use support::failing_store::FailingStore;
-use support::race::{report, trials, InFlight, Tally};
+use support::race::{busy, report, trials, InFlight, Tally};
 use support::Backend;
 
 scenario_tests!(@topologies
@@ -54,36 +52,9 @@ const STAGGER: Duration = Duration::from_millis(20);
 /// Writers racing a login or a rotation.
 const WRITERS: usize = 5;
 
-/// The most a `/busy/...` handler awaits before its work.
-const BUSY: Duration = Duration::from_millis(5);
-
 impl Origin for TestServer {
     fn base_url(&self) -> String {
         TestServer::base_url(self)
-    }
-}
-
-/// `f` as a handler that counts in `in_flight` and awaits 0..=[`BUSY`]
-/// before doing its work.
-fn busy<F, Fut>(
-    in_flight: &InFlight,
-    f: F,
-) -> impl Fn(Session, Vec<String>) -> BoxFuture<'static, Result<String, Error>> + Send + Sync
-where
-    F: Fn(Session, Vec<String>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<String, Error>> + Send + 'static,
-{
-    let in_flight = in_flight.clone();
-    move |session, params| {
-        let entered = in_flight.enter();
-        let work = f(session, params);
-        let max_us = u64::try_from(BUSY.as_micros()).unwrap_or(u64::MAX);
-        let pause = Duration::from_micros(rand::random_range(0..=max_us));
-        Box::pin(async move {
-            let _entered = entered;
-            tokio::time::sleep(pause).await;
-            work.await
-        })
     }
 }
 
@@ -94,25 +65,25 @@ fn race_routes(in_flight: &InFlight) -> Routes {
     routes()
         .route(
             "/busy/whoami",
-            busy(in_flight, move |s, _| async move { Ok(who(&s)) }),
+            busy(in_flight, move |s: Session, _| async move { Ok(who(&s)) }),
         )
         .route(
             "/busy/set/{key}/{value}",
-            busy(in_flight, |s, p| async move {
+            busy(in_flight, |s: Session, p: Vec<String>| async move {
                 s.insert(p[0].clone(), p[1].clone())?;
                 Ok("ok".to_owned())
             }),
         )
         .route(
             "/busy/login/{user}",
-            busy(in_flight, |s, p| async move {
+            busy(in_flight, |s: Session, p: Vec<String>| async move {
                 s.login(p[0].clone()).await?;
                 Ok(s.id().map_or_else(|| NONE.to_owned(), |id| id.to_string()))
             }),
         )
         .route(
             "/rotate",
-            busy(in_flight, |s, _| async move {
+            busy(in_flight, |s: Session, _| async move {
                 s.rotate().await?;
                 Ok("rotated".to_owned())
             }),
@@ -121,7 +92,7 @@ fn race_routes(in_flight: &InFlight) -> Routes {
         // revoke ended a live session, which tells the test who won.
         .route(
             "/revoke-me",
-            busy(in_flight, |s, _| async move {
+            busy(in_flight, |s: Session, _| async move {
                 let Some(id) = s.id() else {
                     return Ok("none".to_owned());
                 };
@@ -129,23 +100,6 @@ fn race_routes(in_flight: &InFlight) -> Routes {
                 Ok(if ended { "revoked" } else { "gone" }.to_owned())
             }),
         )
-}
-
-/// Starts a browser with a stored session: anonymous with `seed=1`, or
-/// logged in as `user`.
-async fn start_browser(srv: &TestServer, login_as: Option<&str>) -> Browser {
-    let b = Browser::new();
-    let path = match login_as {
-        Some(user) => format!("/login/{user}"),
-        None => "/set/seed/1".to_owned(),
-    };
-    let e = b.send(srv, &path).await;
-    assert!(
-        e.status == StatusCode::OK && b.token().is_some(),
-        "setup {path}: {}",
-        describe(&[e])
-    );
-    b
 }
 
 // ---------------------------------------------------------------- (a)

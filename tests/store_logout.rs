@@ -66,6 +66,14 @@ async fn login(store: &dyn SessionStore, old: Option<&SessionId>, user: &str) ->
     new
 }
 
+/// Rotates `old` (a session of ada's) to a new id, retired as `retire`.
+async fn rotate(store: &dyn SessionStore, old: &SessionId, retire: Retire) -> SessionId {
+    let new = Token::generate(&Tag::for_user("ada")).id();
+    let out = store.rotate(old, &new, retire, &timeouts()).await.unwrap();
+    assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+    new
+}
+
 async fn logout(store: &dyn SessionStore, id: &SessionId) -> LogoutOutcome {
     store.logout(id, &timeouts()).await.unwrap()
 }
@@ -95,17 +103,7 @@ async fn logout_ends_a_live_session_once(b: Backend) {
 async fn logout_follows_a_rotation_alias(b: Backend) {
     let store = b.store();
     let old = login(&*store, None, "ada").await;
-    let new = Token::generate(&Tag::for_user("ada")).id();
-    let out = store
-        .rotate(
-            &old,
-            &new,
-            Retire::Alias(Duration::from_secs(10)),
-            &timeouts(),
-        )
-        .await
-        .unwrap();
-    assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+    let new = rotate(&*store, &old, Retire::Alias(Duration::from_secs(10))).await;
     assert_eq!(
         logout(&*store, &old).await,
         LogoutOutcome::Ended,
@@ -140,17 +138,7 @@ async fn logout_leaves_a_token_replaced_by_login_alone(b: Backend) {
 async fn logout_leaves_a_token_replaced_by_explicit_rotation_alone(b: Backend) {
     let store = b.store();
     let old = login(&*store, None, "ada").await;
-    let new = Token::generate(&Tag::for_user("ada")).id();
-    let out = store
-        .rotate(
-            &old,
-            &new,
-            Retire::Moved(Duration::from_secs(10)),
-            &timeouts(),
-        )
-        .await
-        .unwrap();
-    assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+    let new = rotate(&*store, &old, Retire::Moved(Duration::from_secs(10))).await;
     assert_eq!(logout(&*store, &old).await, LogoutOutcome::Superseded);
     assert!(store.load(&new, &timeouts()).await.unwrap().is_live());
 }

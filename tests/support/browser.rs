@@ -300,3 +300,20 @@ fn parse_id_cookie(raw: &str) -> Option<CookieChange> {
         CookieChange::Set(c.value().to_owned())
     })
 }
+
+/// A browser with a stored session: anonymous with `seed=1` (`/set/seed/1`),
+/// or logged in as `user` (`/login/{user}`), on the standard test routes.
+pub async fn start_browser(srv: &impl Origin, login_as: Option<&str>) -> Browser {
+    let b = Browser::new();
+    let path = match login_as {
+        Some(user) => format!("/login/{user}"),
+        None => "/set/seed/1".to_owned(),
+    };
+    let e = b.send(srv, &path).await;
+    assert!(
+        e.status == StatusCode::OK && b.token().is_some(),
+        "setup {path}: {}",
+        describe(&[e])
+    );
+    b
+}

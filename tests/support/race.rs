@@ -8,8 +8,43 @@
 //! often each race hits, not just that one did.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sessionkit::Error;
+
+/// The most a [`busy`] handler awaits before its work.
+pub const BUSY: Duration = Duration::from_millis(5);
+
+/// `f` as a route handler (for any session extractor `S`) that counts in
+/// `in_flight` and awaits 0..=[`BUSY`] before its work, as real handlers
+/// await a database or a password hash: without an await, an in-memory
+/// store runs a whole request without yielding and requests never
+/// interleave.
+pub fn busy<S, F, Fut>(
+    in_flight: &InFlight,
+    f: F,
+) -> impl Fn(S, Vec<String>) -> BoxFuture<'static, Result<String, Error>> + Send + Sync
+where
+    F: Fn(S, Vec<String>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, Error>> + Send + 'static,
+{
+    let in_flight = in_flight.clone();
+    move |session, params| {
+        let entered = in_flight.enter();
+        let work = f(session, params);
+        let max_us = u64::try_from(BUSY.as_micros()).unwrap_or(u64::MAX);
+        let pause = Duration::from_micros(rand::random_range(0..=max_us));
+        Box::pin(async move {
+            let _entered = entered;
+            tokio::time::sleep(pause).await;
+            work.await
+        })
+    }
+}
 
 /// How many trials each race scenario runs: `SESSIONKIT_RACE_TRIALS`, default 100.
 pub fn trials() -> usize {
