@@ -84,6 +84,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
     if opts.runs(Group::Micro) {
         eprintln!("== micro-benchmark (in-process, {} s)", opts.micro_secs);
         res.micro = Some(micro::measure(Duration::from_secs(opts.micro_secs), 2000));
+        eprintln!(
+            "== memory store growing to {} sessions",
+            cells::growth::TOTAL
+        );
+        res.growth = Some(cells::growth::run());
     }
     drop(redis);
     let (others, steal) = crate::machine::CpuTimes::now().others_since(&cpu_start);

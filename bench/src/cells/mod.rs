@@ -2,6 +2,7 @@
 //! what they share: Redis cost snapshots and latency summaries.
 
 pub mod cached;
+pub mod growth;
 pub mod locked;
 pub mod login_scaling;
 pub mod memory;
@@ -31,7 +32,8 @@ pub enum Group {
     LockedWrite,
     /// Redis memory per logged-in session.
     Memory,
-    /// The in-process memory-store micro-benchmark.
+    /// The in-process memory-store micro-benchmark, and the memory store
+    /// growing past a million sessions.
     Micro,
 }
 

@@ -162,6 +162,19 @@ pub fn render(res: &Results) -> String {
         Some(Err(e)) => lines.push(not_run(title, e)),
         None => {}
     }
+    let title = "memory store: no p99 stall growing past 1,000,000 sessions (last step's p99 <= 2x the first's)";
+    match &res.growth {
+        Some(Ok(g)) => {
+            let max = g.steps.iter().map(|s| s.create_max_us).fold(0.0, f64::max);
+            let ratio = g.p99_ratio();
+            lines.push(format!(
+                "{title}: {} — {ratio:.2}x, slowest create {max:.0} µs",
+                verdict(ratio <= 2.0)
+            ));
+        }
+        Some(Err(e)) => lines.push(not_run(title, e)),
+        None => {}
+    }
     let mut o = String::from("Targets (issue 11):\n");
     for l in lines {
         let _ = writeln!(o, "- {l}");

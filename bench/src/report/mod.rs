@@ -28,6 +28,7 @@ pub struct Results {
     pub locked: Option<Vec<locked::Row>>,
     pub memory: Option<Result<MemoryCell, String>>,
     pub micro: Option<Result<MicroResult, String>>,
+    pub growth: Option<Result<crate::cells::growth::Growth, String>>,
 }
 
 pub(crate) fn latency(us: f64) -> String {
@@ -266,6 +267,13 @@ pub fn render(machine: &str, setup: &Setup, res: &Results, opts: &Options) -> St
         Some(Ok(m)) => o.push_str(&memory::render(m)),
         Some(Err(e)) => {
             let _ = writeln!(o, "memory cell failed: {e}\n");
+        }
+        None => {}
+    }
+    match &res.growth {
+        Some(Ok(g)) => o.push_str(&crate::cells::growth::render(g)),
+        Some(Err(e)) => {
+            let _ = writeln!(o, "memory-store growth cell failed: {e}\n");
         }
         None => {}
     }
