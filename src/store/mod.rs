@@ -7,7 +7,8 @@
 //!
 //! # Implementing a custom store
 //!
-//! Implement [`SessionStore`]: eleven async methods, each **one atomic step
+//! Implement [`SessionStore`]: eleven async methods (and `logout`, whose default
+//! takes two steps: override it), each **one atomic step
 //! in the store** (one Lua script in Redis — or, for a load, one pipeline
 //! of reads of one key, decided in Rust — one lock-held section in memory,
 //! one transaction in SQL). Every time comes from the store's own
@@ -21,13 +22,14 @@
 //!
 //! - an **alias**, left by periodic rotation ([`Retire::Alias`]): the old
 //!   id reads and writes its successor for a grace period. `load`, `save`,
-//!   `lock`, `renew_lock`, `unlock` and `login` follow aliases (a chain of
-//!   them, if the successor was rotated again).
+//!   `lock`, `renew_lock`, `unlock`, `login` and `logout` follow aliases (a
+//!   chain of them, if the successor was rotated again).
 //! - a **moved** marker, left by a login or an explicit rotation
 //!   ([`Retire::Moved`]): the token was replaced on purpose, so the old id
 //!   must stop working, but its successor may be alive. `load` answers
-//!   [`LoadOutcome::Superseded`], `save` [`SaveOutcome::Superseded`] and
-//!   `rotate` [`RotateOutcome::Superseded`]: the manager then drops the
+//!   [`LoadOutcome::Superseded`], `save` [`SaveOutcome::Superseded`],
+//!   `rotate` [`RotateOutcome::Superseded`] and `logout`
+//!   [`LogoutOutcome::Superseded`] (leaving the marker): the manager then drops the
 //!   request's writes without telling the client to clear its cookie. An
 //!   alias that leads to a moved marker is superseded too.
 //!
