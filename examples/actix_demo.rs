@@ -21,7 +21,7 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use common::{LoginForm, Reply, RevokeForm};
 use sessionkit::actix::SessionMiddleware;
-use sessionkit::{Session, SessionConfig, SessionManager};
+use sessionkit::{LazySession, Session, SessionConfig, SessionManager};
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -57,7 +57,7 @@ async fn home(session: Session) -> HandlerResult {
     common::home(&session).map(respond)
 }
 
-async fn login(session: Session, form: web::Form<LoginForm>) -> HandlerResult {
+async fn login(session: LazySession, form: web::Form<LoginForm>) -> HandlerResult {
     common::login(&session, &form).await.map(respond)
 }
 
@@ -65,7 +65,7 @@ async fn count(session: Session) -> HandlerResult {
     common::count(&session).map(respond)
 }
 
-async fn logout(session: Session) -> HandlerResult {
+async fn logout(session: LazySession) -> HandlerResult {
     common::logout(&session).await.map(respond)
 }
 

@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use common::{LoginForm, Reply, RevokeForm};
 use sessionkit::axum::SessionLayer;
-use sessionkit::{Session, SessionConfig, SessionManager};
+use sessionkit::{LazySession, Session, SessionConfig, SessionManager};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -60,7 +60,7 @@ async fn home(session: Session) -> HandlerResult {
     common::home(&session).map(respond)
 }
 
-async fn login(session: Session, Form(form): Form<LoginForm>) -> HandlerResult {
+async fn login(session: LazySession, Form(form): Form<LoginForm>) -> HandlerResult {
     common::login(&session, &form).await.map(respond)
 }
 
@@ -68,7 +68,7 @@ async fn count(session: Session) -> HandlerResult {
     common::count(&session).map(respond)
 }
 
-async fn logout(session: Session) -> HandlerResult {
+async fn logout(session: LazySession) -> HandlerResult {
     common::logout(&session).await.map(respond)
 }
 

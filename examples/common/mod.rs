@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use sessionkit::{MemoryStore, Session, SessionId, SessionInfo, SessionStore};
+use sessionkit::{LazySession, MemoryStore, Session, SessionId, SessionInfo, SessionStore};
 use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
 
@@ -125,8 +125,10 @@ both sessions on the sessions page.</p>"#
     Ok(page("sessionkit demo", &body))
 }
 
-/// `POST /login`: binds the session to the name.
-pub async fn login(session: &Session, form: &LoginForm) -> Result<Reply, sessionkit::Error> {
+/// `POST /login`: binds the session to the name. Through `LazySession`,
+/// nothing is read before the login: it is one store call (the store
+/// carries the old session's data over).
+pub async fn login(session: &LazySession, form: &LoginForm) -> Result<Reply, sessionkit::Error> {
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
         return Ok(bad_request(&format!(
@@ -135,8 +137,10 @@ pub async fn login(session: &Session, form: &LoginForm) -> Result<Reply, session
     }
     // New token (session fixation defence), data carried over, user bound.
     session.login(name).await?;
-    // Log the public session id, never the token (the cookie value).
-    tracing::info!(session = %shown(session.id()), "logged in");
+    // Log the public session id, never the token (the cookie value). The
+    // login left the session loaded: no second store call.
+    let id = session.session().await?.id();
+    tracing::info!(session = %shown(id), "logged in");
     Ok(Reply::Redirect("/"))
 }
 
@@ -149,11 +153,11 @@ pub fn count(session: &Session) -> Result<Reply, sessionkit::Error> {
     Ok(Reply::Redirect("/"))
 }
 
-/// `POST /logout`.
-pub async fn logout(session: &Session) -> Result<Reply, sessionkit::Error> {
-    let id = session.id();
+/// `POST /logout`: one store call through `LazySession` (the store ends the
+/// session the cookie leads to).
+pub async fn logout(session: &LazySession) -> Result<Reply, sessionkit::Error> {
     session.logout().await?;
-    tracing::info!(session = %shown(id), "logged out");
+    tracing::info!("logged out");
     Ok(Reply::Redirect("/"))
 }
 
