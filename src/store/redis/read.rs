@@ -149,8 +149,11 @@ fn flat_fields(v: Value) -> Option<Vec<Value>> {
     }
 }
 
-/// The marker a hash holds instead of a session, if any.
+/// The marker a hash holds instead of a session, if any. `@alias` wins
+/// over `@moved` wherever each sits in the hash, as in the scripts'
+/// `inspect` (a hash with both is corrupt; both paths must read it alike).
 fn marker(fields: &[Value]) -> Option<Read> {
+    let mut moved = false;
     for pair in fields.chunks_exact(2) {
         match field_name(&pair[0]) {
             Some(b"@alias") => {
@@ -160,11 +163,11 @@ fn marker(fields: &[Value]) -> Option<Read> {
                 };
                 return Some(Read::Alias(target));
             }
-            Some(b"@moved") => return Some(Read::Moved),
+            Some(b"@moved") => moved = true,
             _ => {}
         }
     }
-    None
+    moved.then_some(Read::Moved)
 }
 
 fn field_name(v: &Value) -> Option<&[u8]> {
@@ -200,6 +203,9 @@ mod tests {
         assert!(matches!(marker(&alias), Some(Read::Alias(Some(t))) if t == "abc"));
         let moved = vec![bulk("@moved"), bulk("1")];
         assert!(matches!(marker(&moved), Some(Read::Moved)));
+        // Both (corrupt): the alias decides, in either order, as in Lua.
+        let both = vec![bulk("@moved"), bulk(""), bulk("@alias"), bulk("abc")];
+        assert!(matches!(marker(&both), Some(Read::Alias(Some(t))) if t == "abc"));
         assert!(marker(&[bulk("@ver"), bulk("1")]).is_none());
     }
 
