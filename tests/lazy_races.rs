@@ -16,11 +16,11 @@ mod support;
 use std::time::Duration;
 
 use http::StatusCode;
-use sessionkit::{LazySession, Session, SessionConfig};
+use sessionkit::{LazySession, SessionConfig};
 
-use http_client::{routes, with_layer, Framework, Routes, TestServer, ANONYMOUS, NONE};
-use support::browser::{describe, start_browser, CookieAt, Origin};
-use support::race::{busy, report, trials, InFlight, Tally};
+use http_client::{busy_routes, with_layer, Framework, Routes, TestServer, ANONYMOUS, NONE};
+use support::browser::{describe, start_browser, CookieAt};
+use support::race::{busy, report, trials, InFlight, Tally, ROTATE_EVERY, STAGGER, WRITERS};
 use support::Backend;
 
 scenario_tests!(@topologies
@@ -30,33 +30,10 @@ scenario_tests!(@topologies
     lazy_logout_races_lazy_login_from_same_session,
 );
 
-const ROTATE_EVERY: Duration = Duration::from_millis(100);
-const STAGGER: Duration = Duration::from_millis(20);
-const WRITERS: usize = 5;
-
-impl Origin for TestServer {
-    fn base_url(&self) -> String {
-        TestServer::base_url(self)
-    }
-}
-
 /// The standard routes, plus busy writers, a busy `whoami` and the busy
 /// `LazySession` login and logout.
 fn race_routes(in_flight: &InFlight) -> Routes {
-    routes()
-        .route(
-            "/busy/whoami",
-            busy(in_flight, |s: Session, _| async move {
-                Ok(s.user_id().unwrap_or_else(|| ANONYMOUS.to_owned()))
-            }),
-        )
-        .route(
-            "/busy/set/{key}/{value}",
-            busy(in_flight, |s: Session, p: Vec<String>| async move {
-                s.insert(p[0].clone(), p[1].clone())?;
-                Ok("ok".to_owned())
-            }),
-        )
+    busy_routes(in_flight)
         .route_lazy(
             "/busy/lazy/login/{user}",
             busy(in_flight, |s: LazySession, p: Vec<String>| async move {

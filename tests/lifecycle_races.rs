@@ -27,10 +27,12 @@ use std::time::Duration;
 use http::StatusCode;
 use sessionkit::{Error, Session, SessionConfig, SessionManager, StoreFailure};
 
-use http_client::{routes, with_layer, Framework, Routes, TestServer, ANONYMOUS, NONE};
-use support::browser::{describe, start_browser, CookieAt, Origin};
+use http_client::{
+    busy_routes, routes, with_layer, Framework, Routes, TestServer, ANONYMOUS, NONE,
+};
+use support::browser::{describe, start_browser, CookieAt};
 use support::failing_store::FailingStore;
-use support::race::{busy, report, trials, InFlight, Tally};
+use support::race::{busy, report, trials, InFlight, Tally, ROTATE_EVERY, STAGGER, WRITERS};
 use support::Backend;
 
 scenario_tests!(@topologies
@@ -42,38 +44,10 @@ scenario_tests!(@topologies
     continue_mode_stand_in_refuses_logout_and_rotate,
 );
 
-/// Short, so that Redis trials (whose clock is real) cost little sleep.
-const ROTATE_EVERY: Duration = Duration::from_millis(100);
-
-/// The spread of request starts in the login and rotate races: wide enough
-/// that some writers load before the token changes and some after.
-const STAGGER: Duration = Duration::from_millis(20);
-
-/// Writers racing a login or a rotation.
-const WRITERS: usize = 5;
-
-impl Origin for TestServer {
-    fn base_url(&self) -> String {
-        TestServer::base_url(self)
-    }
-}
-
 /// The standard routes, plus busy twins of those that race and the racing
 /// operations, all counted in `in_flight`.
 fn race_routes(in_flight: &InFlight) -> Routes {
-    let who = |s: &Session| s.user_id().unwrap_or_else(|| ANONYMOUS.to_owned());
-    routes()
-        .route(
-            "/busy/whoami",
-            busy(in_flight, move |s: Session, _| async move { Ok(who(&s)) }),
-        )
-        .route(
-            "/busy/set/{key}/{value}",
-            busy(in_flight, |s: Session, p: Vec<String>| async move {
-                s.insert(p[0].clone(), p[1].clone())?;
-                Ok("ok".to_owned())
-            }),
-        )
+    busy_routes(in_flight)
         .route(
             "/busy/login/{user}",
             busy(in_flight, |s: Session, p: Vec<String>| async move {

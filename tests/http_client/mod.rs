@@ -292,6 +292,34 @@ pub fn routes() -> Routes {
         })
 }
 
+/// The browser-like client (`support::browser`) sends to test servers.
+impl crate::support::browser::Origin for TestServer {
+    fn base_url(&self) -> String {
+        TestServer::base_url(self)
+    }
+}
+
+/// The standard routes, plus busy twins (see `support::race::busy`) of
+/// those that race token changes: `/busy/whoami` and
+/// `/busy/set/{key}/{value}`, counted in `in_flight`.
+pub fn busy_routes(in_flight: &crate::support::race::InFlight) -> Routes {
+    use crate::support::race::busy;
+    routes()
+        .route(
+            "/busy/whoami",
+            busy(in_flight, |s: Session, _| async move {
+                Ok(s.user_id().unwrap_or_else(|| ANONYMOUS.to_owned()))
+            }),
+        )
+        .route(
+            "/busy/set/{key}/{value}",
+            busy(in_flight, |s: Session, p: Vec<String>| async move {
+                s.insert(param(&p, 0), param(&p, 1))?;
+                Ok("ok".to_owned())
+            }),
+        )
+}
+
 // ---------------------------------------------------------------- frameworks
 
 /// The web framework a scenario runs on.

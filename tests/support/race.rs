@@ -16,6 +16,17 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sessionkit::Error;
 
+/// The rotation interval of the race suites: short, so that Redis trials
+/// (whose clock is real) cost little sleep.
+pub const ROTATE_EVERY: Duration = Duration::from_millis(100);
+
+/// The spread of request starts in the login and rotate races: wide enough
+/// that some writers load before the token changes and some after.
+pub const STAGGER: Duration = Duration::from_millis(20);
+
+/// Writers racing a login, a logout or a rotation.
+pub const WRITERS: usize = 5;
+
 /// The most a [`busy`] handler awaits before its work.
 pub const BUSY: Duration = Duration::from_millis(5);
 
