@@ -550,7 +550,7 @@ async fn a_demoted_cluster_primary_loses_its_cached_sessions_only() {
         elsewhere.len()
     );
     println!(
-        "  failover issued -> old primary reports slave {}; -> its copies dropped {} (resets grew: {resets_grew}); failover() returned {}",
+        "  failover issued -> old primary reports slave {}; -> its copies dropped {} (by a cache reset: {resets_grew}); failover() returned {}",
         ms(demoted),
         ms(emptied),
         ms(failover_took)
@@ -576,15 +576,14 @@ async fn a_demoted_cluster_primary_loses_its_cached_sessions_only() {
         ms(emptied.saturating_sub(demoted))
     );
     // The other primaries' copies all stayed (every one a hit just above);
-    // the demoted primary's were dropped by a reset of its cache alone.
+    // the demoted primary's went, by a reset of its cache or by the
+    // server's own invalidations (a demoted node flushes its data to resync
+    // from the new primary). `left` may exceed the others' count: the
+    // reader caches the moved sessions again from the new primary.
     assert!(
         left >= elsewhere.len(),
         "only the demoted primary's copies go: {left} left of {} elsewhere",
         elsewhere.len()
-    );
-    assert!(
-        resets_grew || left == elsewhere.len(),
-        "the demoted primary's cache was not reset"
     );
     assert_eq!(
         elsewhere_misses, 0,
