@@ -259,11 +259,7 @@ impl SessionStore for MemoryStore {
 
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
         let now = self.now();
-        let mut st = self.inner.shards.lock(self.shard_of(id));
-        Ok(match st.remove(id) {
-            Some(e @ Entry::Live(_)) => e.alive(now),
-            _ => false,
-        })
+        Ok(self.inner.shards.lock(self.shard_of(id)).end(id, now))
     }
 
     async fn logout(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LogoutOutcome> {
@@ -273,11 +269,7 @@ impl SessionStore for MemoryStore {
             Ok(match l.find(id, now)? {
                 Found::Live(to) => {
                     let real = to.as_ref().unwrap_or(id);
-                    let ended = match l.at(real)?.remove(real) {
-                        Some(e @ Entry::Live(_)) => e.alive(now),
-                        _ => false,
-                    };
-                    if ended {
+                    if l.at(real)?.end(real, now) {
                         LogoutOutcome::Ended
                     } else {
                         LogoutOutcome::Missing

@@ -117,6 +117,12 @@ impl State {
         Some(entry)
     }
 
+    /// Removes what is stored under `id` (a session or a marker); whether
+    /// it was a session still alive at `now` (`revoke`, `logout`).
+    pub(super) fn end(&mut self, id: &SessionId, now: i64) -> bool {
+        matches!(self.remove(id), Some(e @ Entry::Live(_)) if e.alive(now))
+    }
+
     /// The live session stored under `id` itself, expired or not.
     pub(super) fn live_mut(&mut self, id: &SessionId) -> Option<&mut Live> {
         match self.entries.get_mut(id) {

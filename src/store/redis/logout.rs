@@ -1,5 +1,6 @@
-//! `SessionStore::logout`: ending the session a token names without
-//! loading it first (`LazySession`), in one script call.
+//! Ending a session: `SessionStore::logout` (the session a token names,
+//! without loading it first: `LazySession`) and the call `revoke` shares
+//! with it, one script each.
 
 use ::redis::Value;
 
@@ -18,10 +19,45 @@ impl RedisStore {
         id: &SessionId,
         timeouts: &Timeouts,
     ) -> Result<LogoutOutcome> {
+        let script = &self.inner.scripts.logout;
+        let ended = self
+            .end_session(
+                id,
+                script,
+                |inv| {
+                    inv.arg(id.hash_part()).arg(ms(timeouts.idle));
+                },
+                |v| {
+                    let (outcome, ended) = decode(v)?;
+                    // Reached through an alias, the session that ended has
+                    // another key: NOLOOP sends this instance no invalidation.
+                    if let Some(ended) = ended.and_then(|h| id_in_tag(id.tag(), &h)) {
+                        if ended != *id {
+                            self.forget(&ended);
+                        }
+                    }
+                    Ok((outcome, outcome == LogoutOutcome::Ended))
+                },
+            )
+            .await?;
+        Ok(ended)
+    }
+
+    /// Runs a script that ends the session `id` (`revoke`, `logout`): the
+    /// session leaves this instance's cache first and is not cached again,
+    /// the script runs on the revocation connection, its reply is decoded
+    /// by `decode` (which also says whether a session ended), and an ended
+    /// session is waited on for durability when the store asks for it.
+    pub(super) async fn end_session<T>(
+        &self,
+        id: &SessionId,
+        script: &::redis::Script,
+        args: impl FnOnce(&mut ::redis::ScriptInvocation<'_>),
+        decode: impl FnOnce(Value) -> Result<(T, bool)>,
+    ) -> Result<T> {
         let keys = self.inner.keys.session_only(id);
-        let mut inv = invocation(&self.inner.scripts.logout, &keys);
-        inv.arg(id.hash_part()).arg(ms(timeouts.idle));
-        // As for `revoke`: not served from the cache from now on.
+        let mut inv = invocation(script, &keys);
+        args(&mut inv);
         self.forget(id);
         let mut conn = self.revocation_conn(&keys[0]).await?;
         let ticket = self.ticket(&conn, &keys[0]);
@@ -29,18 +65,11 @@ impl RedisStore {
         if let Some(t) = ticket {
             t.gone();
         }
-        let (outcome, ended) = decode(reply?)?;
-        // Reached through an alias, the session that ended has another
-        // key: NOLOOP sends this instance no invalidation for it.
-        if let Some(ended) = ended.and_then(|h| id_in_tag(id.tag(), &h)) {
-            if ended != *id {
-                self.forget(&ended);
-            }
-        }
-        if outcome == LogoutOutcome::Ended {
+        let (out, ended) = decode(reply?)?;
+        if ended {
             self.wait_durable(&mut conn, &keys[0]).await?;
         }
-        Ok(outcome)
+        Ok(out)
     }
 }
 

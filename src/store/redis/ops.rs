@@ -294,20 +294,17 @@ impl SessionStore for RedisStore {
     }
 
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
-        let keys = self.inner.keys.session_only(id);
-        let mut inv = invocation(&self.inner.scripts.revoke, &keys);
-        inv.arg(id.hash_part());
-        // Not served from the cache from now on, and not cached again.
-        self.forget(id);
-        let mut conn = self.revocation_conn(&keys[0]).await?;
-        let ticket = self.ticket(&conn, &keys[0]);
-        let ended = self.exec(&mut conn, &inv).await?;
-        if let Some(t) = ticket {
-            t.gone();
-        }
-        let ended = reply::int("revoke", &ended)? > 0;
-        self.wait_durable(&mut conn, &keys[0]).await?;
-        Ok(ended)
+        self.end_session(
+            id,
+            &self.inner.scripts.revoke,
+            |inv| {
+                inv.arg(id.hash_part());
+            },
+            // Durable whatever it found: a marker or an expired session
+            // was deleted too.
+            |v| Ok((reply::int("revoke", &v)? > 0, true)),
+        )
+        .await
     }
 
     async fn logout(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LogoutOutcome> {
