@@ -123,6 +123,8 @@ mod token;
 pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "postgres")]
+pub use store::postgres;
 #[cfg(feature = "redis")]
 pub use store::redis;
 

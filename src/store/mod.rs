@@ -85,6 +85,8 @@ use crate::Result;
 
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod records;
 #[cfg(feature = "redis")]
 pub mod redis;

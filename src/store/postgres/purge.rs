@@ -1,0 +1,50 @@
+//! The background purge: expired sessions and run-out markers deleted in
+//! bounded batches, by every instance (batches skip rows another holds).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::{pg_error, Inner};
+use crate::Result;
+
+/// Deletes expired rows in batches of `batch` until a batch comes back
+/// short.
+pub(super) async fn purge_all(inner: &Inner, batch: u32) -> Result<u64> {
+    let batch = i32::try_from(batch.max(1)).unwrap_or(i32::MAX);
+    let mut total = 0u64;
+    loop {
+        let n: i64 = sqlx::query_scalar(&inner.sql.purge)
+            .bind(batch)
+            .fetch_one(&inner.pool)
+            .await
+            .map_err(pg_error)?;
+        let n = u64::try_from(n).unwrap_or(0);
+        total += n;
+        // A batch deletes up to `batch` sessions and as many markers.
+        if n < u64::try_from(batch).unwrap_or(u64::MAX) {
+            return Ok(total);
+        }
+        // Let other statements in between batches.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Starts the purge task; it ends when the store is dropped.
+pub(super) fn spawn(inner: &Arc<Inner>, every: Duration, batch: u32) {
+    let weak: Weak<Inner> = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            match purge_all(&inner, batch).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(rows = n, "PostgresStore: purged expired rows"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "PostgresStore: purge failed; retrying next interval")
+                }
+            }
+        }
+    });
+}
