@@ -29,6 +29,14 @@
 //!   row per data key in `<prefix>data` (the value as JSON text): a save
 //!   deletes and upserts only the keys it changed. Rotation and login move
 //!   the token id of the session row and leave the data rows alone.
+//!   Measured against one `jsonb` column updated with `data - removed ||
+//!   set` (pgbench, 8 clients, each side one PL/pgSQL call): with 20 keys
+//!   of 50 bytes, `jsonb` saved 1.35× and loaded 2× faster; with 20 keys
+//!   of 2 KB, rows per key saved 2.1× faster (`jsonb` rewrites the whole
+//!   TOASTed value) and loaded 1.35× slower. Rows per key win where
+//!   sessions grow, keep a save's cost proportional to what it changed,
+//!   and round-trip every JSON value exactly (`jsonb` refuses `"\u0000"`
+//!   and renormalizes numbers).
 //! - **Per-user operations** go through an index on the user column. A
 //!   login takes a per-user advisory lock (`pg_advisory_xact_lock`) before
 //!   it counts the user's sessions, so N concurrent logins under single
