@@ -48,7 +48,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// of the calling file, one test per backend × framework: `memory_axum::name`,
 /// `memory_actix::name` and, with the `redis` feature, `redis_axum::name` and
 /// `redis_actix::name` (and `redis_cached_axum::name`,
-/// `redis_cached_actix::name`). The calling file declares `mod support;` and
+/// `redis_cached_actix::name`) and, with the `postgres` feature,
+/// `postgres_axum`, `postgres_actix`, `postgres_cached_axum` and
+/// `postgres_cached_actix`. The calling file declares `mod support;` and
 /// `mod http_client;`.
 ///
 /// `scenario_tests!(@topologies a, b)` adds the Redis Cluster and Sentinel
@@ -77,6 +79,10 @@ macro_rules! scenario_tests {
         $crate::scenario_tests!(@mod redis_actix, redis, Actix, [all(feature = "redis", feature = "actix")]; $($name),*);
         $crate::scenario_tests!(@mod redis_cached_axum, redis_cached, Axum, [feature = "redis"]; $($name),*);
         $crate::scenario_tests!(@mod redis_cached_actix, redis_cached, Actix, [all(feature = "redis", feature = "actix")]; $($name),*);
+        $crate::scenario_tests!(@mod postgres_axum, postgres, Axum, [feature = "postgres"]; $($name),*);
+        $crate::scenario_tests!(@mod postgres_actix, postgres, Actix, [all(feature = "postgres", feature = "actix")]; $($name),*);
+        $crate::scenario_tests!(@mod postgres_cached_axum, postgres_cached, Axum, [feature = "postgres"]; $($name),*);
+        $crate::scenario_tests!(@mod postgres_cached_actix, postgres_cached, Actix, [all(feature = "postgres", feature = "actix")]; $($name),*);
     };
     (@mod $module:ident, $backend:ident, $fw:ident, [$($cfg:meta)?]; $($name:ident),*) => {
         $(#[cfg($cfg)])?

@@ -14,6 +14,8 @@ pub mod browser;
 pub mod failing_store;
 pub mod load;
 pub mod outcomes;
+#[cfg(feature = "postgres")]
+pub mod postgres_server;
 pub mod race;
 pub mod records;
 #[cfg(feature = "redis")]
@@ -26,12 +28,16 @@ pub mod redis_server;
 pub mod shared;
 #[cfg(feature = "redis")]
 pub mod store_k;
+#[cfg(feature = "postgres")]
+pub use postgres_server::PostgresServer;
 #[cfg(feature = "redis")]
 use redis_cluster::RedisCluster;
 #[cfg(feature = "redis")]
 use redis_sentinel::RedisSentinel;
 #[cfg(feature = "redis")]
 pub use redis_server::RedisServer;
+#[cfg(feature = "postgres")]
+use sessionkit::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 use sessionkit::redis::RedisStore;
 
@@ -88,6 +94,21 @@ pub enum Backend {
         sentinel: &'static RedisSentinel,
         prefix: String,
         store: RedisStore,
+    },
+    /// PostgreSQL store on the test binary's shared server
+    /// ([`postgres_server::shared`]), in a schema of this test's own.
+    #[cfg(feature = "postgres")]
+    Postgres {
+        server: &'static PostgresServer,
+        schema: String,
+        store: PostgresStore,
+    },
+    /// [`Backend::Postgres`] with the local cache on (1000 sessions).
+    #[cfg(feature = "postgres")]
+    PostgresCached {
+        server: &'static PostgresServer,
+        schema: String,
+        store: PostgresStore,
     },
 }
 
@@ -178,6 +199,45 @@ impl Backend {
         }
     }
 
+    /// A PostgreSQL store on the binary's shared server, in a fresh schema.
+    #[cfg(feature = "postgres")]
+    pub async fn postgres() -> Self {
+        let (server, schema, store) = Self::on_postgres(None).await;
+        Backend::Postgres {
+            server,
+            schema,
+            store,
+        }
+    }
+
+    /// [`postgres`](Self::postgres) with the local cache on (1000 sessions).
+    #[cfg(feature = "postgres")]
+    pub async fn postgres_cached() -> Self {
+        let (server, schema, store) = Self::on_postgres(Some(1000)).await;
+        Backend::PostgresCached {
+            server,
+            schema,
+            store,
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn on_postgres(cache: Option<usize>) -> (&'static PostgresServer, String, PostgresStore) {
+        let server = postgres_server::shared().await;
+        let schema = postgres_server::unique_schema();
+        let mut builder = PostgresStore::builder()
+            .url(server.url())
+            .schema(schema.clone());
+        if let Some(max) = cache {
+            builder = builder.cache(max);
+        }
+        let store = builder
+            .build()
+            .await
+            .expect("connect to the shared PostgreSQL server");
+        (server, schema, store)
+    }
+
     #[cfg(feature = "redis")]
     async fn on_cluster(cache: Option<usize>) -> (&'static RedisCluster, String, RedisStore) {
         let cluster = shared::cluster().await;
@@ -223,6 +283,10 @@ impl Backend {
             | Backend::RedisClusterCached { store, .. }
             | Backend::RedisSentinel { store, .. }
             | Backend::RedisSentinelCached { store, .. } => Arc::new(store.clone()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres { store, .. } | Backend::PostgresCached { store, .. } => {
+                Arc::new(store.clone())
+            }
         }
     }
 
@@ -243,6 +307,10 @@ impl Backend {
             | Backend::RedisClusterCached { .. }
             | Backend::RedisSentinel { .. }
             | Backend::RedisSentinelCached { .. } => tokio::time::sleep(by).await,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres { .. } | Backend::PostgresCached { .. } => {
+                tokio::time::sleep(by).await
+            }
         }
     }
 
@@ -262,13 +330,17 @@ impl Backend {
             Backend::RedisSentinel { .. } => "redis-sentinel",
             #[cfg(feature = "redis")]
             Backend::RedisSentinelCached { .. } => "redis-sentinel-cached",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres { .. } => "postgres",
+            #[cfg(feature = "postgres")]
+            Backend::PostgresCached { .. } => "postgres-cached",
         }
     }
 }
 
 /// Generates one `#[tokio::test]` per backend for each scenario function
 /// `async fn name(backend: Backend)` defined in the calling file: modules
-/// `memory`, `redis` and `redis_cached`.
+/// `memory`, `redis`, `redis_cached`, `postgres` and `postgres_cached`.
 ///
 /// `backend_tests!(@topologies a, b)` adds the Redis Cluster and Sentinel
 /// backends (modules `redis_cluster`, `redis_cluster_cached`,
@@ -299,5 +371,7 @@ macro_rules! backend_tests {
         $crate::backend_tests!(@mod memory, memory, []; $($name),*);
         $crate::backend_tests!(@mod redis, redis, [feature = "redis"]; $($name),*);
         $crate::backend_tests!(@mod redis_cached, redis_cached, [feature = "redis"]; $($name),*);
+        $crate::backend_tests!(@mod postgres, postgres, [feature = "postgres"]; $($name),*);
+        $crate::backend_tests!(@mod postgres_cached, postgres_cached, [feature = "postgres"]; $($name),*);
     };
 }

@@ -204,7 +204,10 @@ impl PostgresStoreBuilder {
                 names,
                 sql,
                 notify: self.notify_writes,
-                cache: self.cache.map(|max| cache::Cache::new(max, self.heartbeat)),
+                cache: self.cache.map(|max| {
+                    let margin = cache::FLUSH_EVERY.saturating_add(self.statement_timeout);
+                    cache::Cache::new(max, self.heartbeat, margin)
+                }),
                 waiters: Waiters::default(),
                 listening: AtomicBool::new(false),
             }),

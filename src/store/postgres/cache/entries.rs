@@ -35,6 +35,8 @@ struct Entry {
     /// one round trip early, never late).
     base_ms: i64,
     base_at: Instant,
+    /// The expiry the database holds (a queued touch has not moved it).
+    db_expires_ms: i64,
 }
 
 struct State {
@@ -58,10 +60,14 @@ pub(crate) struct Cache {
     capacity: usize,
     /// How long a heartbeat vouches for the listener.
     trust: Duration,
+    /// A due touch is queued only if the database's expiry is further away
+    /// than this (the flush period plus a statement timeout): a queued
+    /// touch must land before the session it extends expires there.
+    batch_margin_ms: i64,
 }
 
 impl Cache {
-    pub(crate) fn new(capacity: usize, heartbeat: Duration) -> Cache {
+    pub(crate) fn new(capacity: usize, heartbeat: Duration, batch_margin: Duration) -> Cache {
         let cap = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Cache {
             state: Mutex::new(State {
@@ -78,6 +84,7 @@ impl Cache {
             }),
             capacity,
             trust: heartbeat * 2,
+            batch_margin_ms: duration_ms(batch_margin),
         }
     }
 
@@ -121,6 +128,7 @@ impl Cache {
             loaded: loaded.clone(),
             base_ms: loaded.now_ms,
             base_at: ticket.sent,
+            db_expires_ms: loaded.expires_at_ms,
         };
         st.entries.put(loaded.id.clone(), entry);
         st.stats.entries = st.entries.len();
@@ -141,15 +149,24 @@ impl Cache {
         let now = entry
             .base_ms
             .saturating_add(duration_ms(entry.base_at.elapsed()));
-        if entry.loaded.expires_at_ms <= now {
+        // Past the database's own expiry the copy is not trusted even if a
+        // queued touch extended it here: the touch may not have landed.
+        if entry.loaded.expires_at_ms.min(entry.db_expires_ms) <= now {
             st.entries.pop(id);
             st.stats.entries = st.entries.len();
             st.stats.misses += 1;
             return None;
         }
+        let touch_due = timeouts.touch_due(entry.loaded.meta.last_seen_ms, now);
+        if touch_due && entry.db_expires_ms.saturating_sub(now) < self.batch_margin_ms {
+            // Too close to the database's expiry to batch: the load goes
+            // to the database, which touches in the same step.
+            st.stats.misses += 1;
+            return None;
+        }
         let mut loaded = entry.loaded.clone();
         loaded.now_ms = now;
-        loaded.touched = timeouts.touch_due(loaded.meta.last_seen_ms, now);
+        loaded.touched = touch_due;
         if loaded.touched {
             loaded.meta.last_seen_ms = now;
             loaded.expires_at_ms = timeouts.expires_at(now, loaded.meta.absolute_deadline_ms);

@@ -13,4 +13,4 @@ mod touches;
 pub(crate) use self::entries::Cache;
 pub(crate) use self::listener::{listener_pool, spawn_heartbeat, spawn_listener};
 pub use self::stats::PostgresCacheStats;
-pub(crate) use self::touches::spawn_flusher;
+pub(crate) use self::touches::{spawn_flusher, FLUSH_EVERY};
