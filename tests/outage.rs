@@ -6,6 +6,10 @@
 //!   session writes, and requests to a route that never extracts the
 //!   session), stays down for 1.5 s, and comes back empty on the same port.
 //! - Redis stalls for 2 s (`DEBUG SLEEP 2` from a side connection).
+//! - With the `postgres` feature, the same crash on a `PostgresStore` (with
+//!   and without its local cache) on a PostgreSQL server of the test's own:
+//!   `pg_ctl stop -m immediate`, down for 1.5 s, started again with its
+//!   data, so the session made before the outage is still there after it.
 //!
 //! Every response is 200 or 503, never 500 and never a hang: each request
 //! ends within the store timeout (per store call) plus a small margin.
@@ -25,6 +29,8 @@ use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use sessionkit::redis::RedisStore;
 use sessionkit::{Error, Session, SessionConfig, SessionManager};
+#[cfg(feature = "postgres")]
+use support::PostgresServer;
 use support::RedisServer;
 
 /// The longest one Redis command may take (`RedisStore` setting).
@@ -377,7 +383,7 @@ impl Load {
             }
             assert!(
                 Instant::now() < deadline,
-                "no session request succeeded within {limit:?} of Redis coming back"
+                "no session request succeeded within {limit:?} of the store coming back"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -474,6 +480,82 @@ async fn start_redis(extra: &'static [&'static str]) -> RedisServer {
         .expect("start redis-server")
 }
 
+/// The store server a "down and back" scenario crashes.
+enum Crashed {
+    /// Killed, and started again empty on the same port.
+    Redis(RedisServer),
+    /// `pg_ctl stop -m immediate`, and started again with its data; the
+    /// store with its local cache on or off.
+    #[cfg(feature = "postgres")]
+    Postgres { server: PostgresServer, cache: bool },
+}
+
+impl Crashed {
+    fn name(&self) -> &'static str {
+        match self {
+            Crashed::Redis(_) => "Redis",
+            #[cfg(feature = "postgres")]
+            Crashed::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    async fn manager(&self) -> SessionManager {
+        match self {
+            Crashed::Redis(server) => manager(server).await,
+            #[cfg(feature = "postgres")]
+            Crashed::Postgres { server, cache } => {
+                let mut builder = sessionkit::postgres::PostgresStore::builder()
+                    .url(server.url())
+                    .acquire_timeout(COMMAND_TIMEOUT)
+                    .statement_timeout(COMMAND_TIMEOUT);
+                if *cache {
+                    builder = builder.cache(1000);
+                }
+                let store = builder
+                    .build()
+                    .await
+                    .expect("connect to the test's PostgreSQL");
+                SessionManager::new(store, SessionConfig::default().store_timeout(STORE_TIMEOUT))
+            }
+        }
+    }
+
+    /// Crashes the server, keeps it down for [`OUTAGE`], starts it again;
+    /// answers when it was surely down and when its restart began
+    /// (`pg_ctl stop` and `pg_ctl start` take a while to return).
+    fn crash_and_restart(&mut self) -> (Instant, Instant) {
+        let down = match self {
+            Crashed::Redis(server) => {
+                server.stop();
+                Instant::now()
+            }
+            #[cfg(feature = "postgres")]
+            Crashed::Postgres { server, .. } => {
+                server.stop_immediate();
+                Instant::now()
+            }
+        };
+        std::thread::sleep(OUTAGE);
+        let restarting = Instant::now();
+        match self {
+            Crashed::Redis(server) => server.restart(),
+            #[cfg(feature = "postgres")]
+            Crashed::Postgres { server, .. } => server.start_again(),
+        }
+        (down, restarting)
+    }
+
+    /// What the session made before the outage reads as after it.
+    fn read_after(&self) -> &'static str {
+        match self {
+            // Redis came back empty.
+            Crashed::Redis(_) => "empty",
+            #[cfg(feature = "postgres")]
+            Crashed::Postgres { .. } => "n=1",
+        }
+    }
+}
+
 async fn manager(server: &RedisServer) -> SessionManager {
     let store = RedisStore::builder()
         .url(server.url())
@@ -508,10 +590,14 @@ async fn get(http: &reqwest::Client, base: &str, path: &str, token: &str) -> (St
 // ---------------------------------------------------------------- Redis down
 
 async fn redis_down_and_back(fw: Framework) {
+    down_and_back(fw, Crashed::Redis(start_redis(&[]).await)).await;
+}
+
+async fn down_and_back(fw: Framework, server: Crashed) {
     let test_runtime = tokio::runtime::Handle::current();
-    let server = start_redis(&[]).await;
+    let what = server.name();
     let stats = Arc::new(Stats::default());
-    let app = serve(fw, manager(&server).await, Arc::clone(&stats)).await;
+    let app = serve(fw, server.manager().await, Arc::clone(&stats)).await;
     let base = app.base.clone();
 
     // Warm up, then take the baselines with no client connected.
@@ -537,23 +623,21 @@ async fn redis_down_and_back(fw: Framework) {
     let load = Load::start(&base, &token);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Redis crashes, stays down, and comes back empty on the same port.
+    // The server crashes, stays down, and comes back on the same port.
     let stopped = Instant::now();
-    let server = tokio::task::spawn_blocking(move || {
+    let (server, (down, restarting)) = tokio::task::spawn_blocking(move || {
         let mut server = server;
-        server.stop();
-        std::thread::sleep(OUTAGE);
-        server.restart();
-        server
+        let instants = server.crash_and_restart();
+        (server, instants)
     })
     .await
-    .expect("restart redis-server");
+    .expect("restart the store's server");
     let back = Instant::now();
     let recovered = load.until_session_ok(back, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let samples = load.stop().await;
     eprintln!(
-        "{fw:?}: {} requests; recovered {:?} after Redis came back; {}",
+        "{fw:?}: {} requests; recovered {:?} after {what} came back; {}",
         samples.len(),
         recovered - back,
         summary(&samples)
@@ -567,8 +651,8 @@ async fn redis_down_and_back(fw: Framework) {
         // Fully inside the outage (the first 100 ms may still find the
         // connection alive), every session request fails cleanly.
         if s.kind != Kind::Plain
-            && s.started > stopped + Duration::from_millis(100)
-            && s.ended() < back
+            && s.started > down + Duration::from_millis(100)
+            && s.ended() < restarting
         {
             assert!(
                 s.is(StatusCode::SERVICE_UNAVAILABLE),
@@ -578,16 +662,19 @@ async fn redis_down_and_back(fw: Framework) {
         if s.started > recovered {
             assert!(s.is(StatusCode::OK), "{fw:?}: after recovery: {s:?}");
         }
-        // The session made before the outage is gone with Redis's data:
-        // reading it afterwards is an anonymous session, not an error.
+        // The session made before the outage is gone with Redis's data
+        // (an anonymous session, not an error), or still there with
+        // PostgreSQL's.
         if s.kind == Kind::Read && s.started > recovered {
-            assert_eq!(s.body, "empty", "{fw:?}: {s:?}");
+            assert_eq!(s.body, server.read_after(), "{fw:?} on {what}: {s:?}");
         }
     }
     let during = |kind: Kind, status| {
         samples
             .iter()
-            .filter(|s| s.kind == kind && s.started > stopped && s.ended() < back && s.is(status))
+            .filter(|s| {
+                s.kind == kind && s.started > stopped && s.ended() < restarting && s.is(status)
+            })
             .count()
     };
     assert!(
@@ -602,7 +689,7 @@ async fn redis_down_and_back(fw: Framework) {
     );
 
     // Without restarting the app: a new session is made and read back, and
-    // the old one reads as anonymous.
+    // the old one reads as after the restart.
     let http = http_client();
     let fresh = new_session(&http, &base).await;
     assert_ne!(fresh, token);
@@ -612,7 +699,7 @@ async fn redis_down_and_back(fw: Framework) {
     );
     assert_eq!(
         get(&http, &base, "/read", &token).await,
-        (StatusCode::OK, "empty".to_owned())
+        (StatusCode::OK, server.read_after().to_owned())
     );
     drop(http);
 
@@ -634,6 +721,32 @@ async fn axum_redis_down_gives_503_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actix_redis_down_gives_503_and_recovers() {
     redis_down_and_back(Framework::Actix).await;
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres_down_and_back(fw: Framework, cache: bool) {
+    let server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("start PostgreSQL");
+    down_and_back(fw, Crashed::Postgres { server, cache }).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_postgres_down_gives_503_and_recovers() {
+    postgres_down_and_back(Framework::Axum, false).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_postgres_down_gives_503_and_recovers() {
+    postgres_down_and_back(Framework::Actix, false).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_cached_postgres_down_gives_503_and_recovers() {
+    postgres_down_and_back(Framework::Axum, true).await;
 }
 
 // ---------------------------------------------------------------- Redis slow

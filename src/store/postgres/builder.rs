@@ -225,10 +225,14 @@ impl PostgresStoreBuilder {
 
     async fn open(&self, url: &str) -> Result<PgPool> {
         let statement_ms = self.statement_timeout.as_millis().to_string();
-        let options = PgConnectOptions::from_str(url)
+        let mut options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Store(format!("PostgresStore: invalid URL: {e}").into()))?
-            .application_name("sessionkit")
             .options([("statement_timeout", statement_ms.as_str())]);
+        // Named in `pg_stat_activity`, unless the URL names it
+        // (`?application_name=`).
+        if options.get_application_name().is_none() {
+            options = options.application_name("sessionkit");
+        }
         PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
