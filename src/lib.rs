@@ -93,8 +93,9 @@
 //! # Modules
 //!
 //! - [`axum`], [`actix`]: the middleware and extractors;
-//! - [`store`]: [`MemoryStore`], the Redis store, and the [`SessionStore`]
-//!   trait with a guide to writing your own;
+//! - [`store`]: [`MemoryStore`], the Redis store (feature `redis`), the
+//!   PostgreSQL store (feature `postgres`), and the [`SessionStore`] trait
+//!   with a guide to writing your own;
 //! - [`lock`]: session locks for read-modify-write;
 //! - [`http`]: framework-free request and response types, for adapter
 //!   authors; [`clock`]: clocks for the memory store and tests.
