@@ -52,7 +52,9 @@ impl PostgresStoreBuilder {
     }
 
     /// The database, as a `postgres://` URL (see [`PgConnectOptions`] for
-    /// the parameters it takes).
+    /// the parameters it takes). Connections show as `application_name`
+    /// `sessionkit` in `pg_stat_activity` unless the URL names another
+    /// (`?application_name=checkout`).
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
         self
