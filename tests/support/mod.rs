@@ -28,6 +28,8 @@ pub mod redis_server;
 pub mod shared;
 #[cfg(feature = "redis")]
 pub mod store_k;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub mod watchdog;
 #[cfg(feature = "postgres")]
 pub use postgres_server::PostgresServer;
 #[cfg(feature = "redis")]

@@ -8,7 +8,6 @@
 //! root, every PostgreSQL command runs as the `postgres` user (`initdb`
 //! refuses root), which Debian's `postgresql` package creates.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -223,8 +222,9 @@ pub async fn shared() -> &'static PostgresServer {
     let started = tokio::task::spawn_blocking(|| {
         &SHARED
             .get_or_init(|| {
+                // The watchdog kills what runs in `sessionkit-shared-pg-<pid>-*`.
+                let watchdog = super::watchdog::watchdog("shared-pg");
                 let kind = format!("sessionkit-shared-pg-{}", std::process::id());
-                let watchdog = watchdog(&kind);
                 (PostgresServer::start_in(&kind), watchdog)
             })
             .0
@@ -247,32 +247,6 @@ pub fn unique_schema() -> String {
         NEXT.fetch_add(1, Ordering::Relaxed),
         std::process::id()
     )
-}
-
-/// Waits for this process to exit, then SIGKILLs every process whose
-/// command line names a `<kind>-` directory (the postmaster: its children
-/// exit when it dies) and removes those directories.
-fn watchdog(kind: &str) -> Child {
-    let dirs = std::env::temp_dir().join(format!("{kind}-"));
-    let script = r#"while kill -0 "$SK_PID" 2>/dev/null; do
-    s=$(cat "/proc/$SK_PID/stat" 2>/dev/null) || break
-    s=${s##*) }
-    [ "${s%% *}" = Z ] && break
-    sleep 1
-done
-pkill -KILL -f "$SK_DIRS"
-rm -rf "$SK_DIRS"*"#;
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .env("SK_PID", std::process::id().to_string())
-        .env("SK_DIRS", &dirs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("could not start the PostgreSQL watchdog: {e}"))
 }
 
 fn data_dir(dir: &Path) -> PathBuf {

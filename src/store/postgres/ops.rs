@@ -79,6 +79,22 @@ impl PostgresStore {
     }
 
     /// Drops the session a write reached through an alias.
+    /// Runs an ending call (`revoke`, `logout`: `(id, notify)`), with `id`
+    /// forgotten here before it (no new copy from a load racing it) and
+    /// after it (none that such a load fetched before).
+    async fn end(&self, sql: &str, id: &SessionId) -> Result<Reply> {
+        self.forget(&[id]);
+        let r = self
+            .reply(
+                sqlx::query_as(sql)
+                    .bind(id.as_str())
+                    .bind(self.inner.notify),
+            )
+            .await;
+        self.forget(&[id]);
+        r
+    }
+
     fn forget_reply(&self, r: &Reply) {
         if let Some(id) = r.session_id() {
             self.forget(&[&id]);
@@ -270,32 +286,14 @@ impl SessionStore for PostgresStore {
     }
 
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
-        self.forget(&[id]);
-        let r = self
-            .reply(
-                sqlx::query_as(&self.inner.sql.revoke)
-                    .bind(id.as_str())
-                    .bind(self.inner.notify),
-            )
-            .await;
-        self.forget(&[id]);
-        Ok(r?.status == "ended")
+        let sql = &self.inner.sql.revoke;
+        Ok(self.end(sql, id).await?.status == "ended")
     }
 
     async fn logout(&self, id: &SessionId, timeouts: &Timeouts) -> Result<LogoutOutcome> {
         let _ = timeouts;
-        // The token may be an alias: its successor's id reaches this
-        // cache through the notification.
-        self.forget(&[id]);
-        let r = self
-            .reply(
-                sqlx::query_as(&self.inner.sql.logout)
-                    .bind(id.as_str())
-                    .bind(self.inner.notify),
-            )
-            .await;
-        self.forget(&[id]);
-        let r = r?;
+        let r = self.end(&self.inner.sql.logout, id).await?;
+        // The token may have been an alias: forget its successor too.
         self.forget_reply(&r);
         Ok(match r.status.as_str() {
             "ended" => LogoutOutcome::Ended,
