@@ -118,6 +118,8 @@ mod manager;
 mod request;
 mod session;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod token;
 
 #[cfg(feature = "actix")]

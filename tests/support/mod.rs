@@ -12,6 +12,8 @@ use sessionkit::{MemoryStore, SessionConfig, SessionManager, SessionStore};
 pub mod axum_app;
 pub mod browser;
 pub mod failing_store;
+#[cfg(feature = "testing")]
+pub mod harness;
 pub mod load;
 pub mod outcomes;
 #[cfg(feature = "postgres")]
