@@ -96,6 +96,8 @@
 //! - [`store`]: [`MemoryStore`], the Redis store (feature `redis`), the
 //!   PostgreSQL store (feature `postgres`), and the [`SessionStore`] trait
 //!   with a guide to writing your own;
+//! - `testing` (feature `testing`): the store conformance suite, for
+//!   authors of stores;
 //! - [`lock`]: session locks for read-modify-write;
 //! - [`http`]: framework-free request and response types, for adapter
 //!   authors; [`clock`]: clocks for the memory store and tests.

@@ -1,5 +1,6 @@
 //! Stores: [`MemoryStore`](memory::MemoryStore), the Redis store (feature
-//! `redis`), and the [`SessionStore`] trait for writing your own.
+//! `redis`), the PostgreSQL store (feature `postgres`), and the
+//! [`SessionStore`] trait for writing your own.
 //!
 //! An application only picks a store and hands it to
 //! [`SessionManager::new`](crate::SessionManager::new). The rest of this
@@ -48,8 +49,36 @@
 //!   session);
 //! - per-user operations cost O(that user's sessions), never a scan.
 //!
-//! The conformance suite in the crate's `tests/store_conformance.rs` checks
-//! them for every store in this crate.
+//! The conformance suite (module `sessionkit::testing`, feature `testing`)
+//! checks them for every store in this crate, and for yours.
+//!
+//! # Write your own store
+//!
+//! 1. Implement [`SessionStore`] as above. Keep to the store's clock, one
+//!    atomic step per method, and the outcomes each method's docs list: the
+//!    manager's handling of parallel requests depends on `Superseded`
+//!    being told apart from `Gone`/`Missing`.
+//! 2. Add sessionkit with the `testing` feature to your
+//!    `[dev-dependencies]` (and tokio with `macros` and `rt-multi-thread`).
+//! 3. Implement `sessionkit::testing::StoreHarness` for a type that holds
+//!    a fresh, empty store and can move its clock: `store()` hands the
+//!    store out as `Arc<dyn SessionStore>`, `advance(by)` moves its clock
+//!    (a manual clock if your store takes one, else sleep: the scenarios
+//!    keep their waits to seconds).
+//! 4. In `tests/conformance.rs`, write an `async fn harness() -> YourHarness`
+//!    and call `sessionkit::store_conformance_tests!(harness);`: one test
+//!    per scenario, named after it (`concurrent_single_logins_leave_exactly_one`,
+//!    `revocation_is_final`, ...), run in parallel by `cargo test`. Or call
+//!    `sessionkit::testing::run_all(harness).await` in one test: it runs
+//!    every scenario on a fresh harness and then panics with the list of
+//!    those that failed.
+//! 5. A failing scenario names the rule and the store call that broke it;
+//!    its body (in sessionkit's `src/testing/`) shows the exact sequence
+//!    of calls to reproduce.
+//!
+//! `PostgresStore` and `RedisStore` in this crate are run exactly that way
+//! (`tests/store_conformance.rs`, `tests/store_lifecycle.rs`,
+//! `tests/store_logout.rs`).
 //!
 //! # Session locks
 //!
