@@ -21,7 +21,7 @@
 //!
 //! # Running the suite
 //!
-//! Either one test per scenario with [`store_conformance_tests!`] (failures
+//! Either one test per scenario with [`store_conformance_tests!`](crate::store_conformance_tests) (failures
 //! are reported per test, and the test harness runs them in parallel):
 //!
 //! ```
@@ -139,7 +139,7 @@ mod records;
 
 /// A store under test, and a way to move its clock.
 ///
-/// [`run_all`] and [`store_conformance_tests!`] ask for a fresh harness per
+/// [`run_all`] and [`store_conformance_tests!`](crate::store_conformance_tests) ask for a fresh harness per
 /// scenario: its store must start empty (or at least share no session, user
 /// or key with another scenario's: a key prefix of its own will do), since
 /// the scenarios count a user's sessions.
@@ -167,7 +167,7 @@ pub type ScenarioFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 #[non_exhaustive]
 pub struct Scenario {
     /// The scenario's name, which says the rule it checks (also the name
-    /// of the test [`store_conformance_tests!`] makes for it).
+    /// of the test [`store_conformance_tests!`](crate::store_conformance_tests) makes for it).
     pub name: &'static str,
     /// The part of the suite it belongs to: `"conformance"` (sessions,
     /// users, rotation, revocation, locks), `"logout"` or `"lifecycle"`
@@ -260,7 +260,7 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 
 /// Calls `$crate::$callback!` with every scenario, as
 /// `(suite, name)` pairs: the one list [`scenarios`] and
-/// [`store_conformance_tests!`] are built from.
+/// [`store_conformance_tests!`](crate::store_conformance_tests) are built from.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __sessionkit_scenarios {
@@ -350,7 +350,7 @@ macro_rules! store_conformance_tests {
     };
 }
 
-/// The expansion of [`store_conformance_tests!`].
+/// The expansion of [`store_conformance_tests!`](crate::store_conformance_tests).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __sessionkit_conformance_tests {

@@ -18,7 +18,7 @@
 //!
 //! # How it keeps the store contract
 //!
-//! - **One transaction per operation.** Each [`SessionStore`] method is one
+//! - **One transaction per operation.** Each [`SessionStore`](crate::SessionStore) method is one
 //!   call of a PL/pgSQL function the store installs (`src/store/postgres/sql`),
 //!   so one round trip and one transaction.
 //! - **The database's clock.** Every time comes from `clock_timestamp()` on
