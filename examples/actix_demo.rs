@@ -8,6 +8,17 @@
 //! # then open http://localhost:3001 (PORT=8080 to change the port)
 //! ```
 //!
+//! Stores (chosen by `common::store_from_env`): memory by default;
+//! PostgreSQL with `DATABASE_URL` (the `postgres` feature; the store's
+//! tables are created in the `public` schema if missing); Redis with
+//! `REDIS_URL`, `REDIS_CLUSTER_NODES` or `REDIS_SENTINELS` (the `redis`
+//! feature). Set one store's variables, not both.
+//!
+//! ```text
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --example actix_demo --features actix,postgres
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example actix_demo --features actix,redis
+//! ```
+//!
 //! The cookie keeps its `Secure` default: browsers (and curl) treat
 //! `http://localhost` as a secure origin, so secure cookies work there over
 //! plain HTTP.
@@ -28,8 +39,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     common::init_tracing();
     // One manager (and store) for every worker: build it here, inside the
     // runtime, and clone it into each worker's app.
-    let store =
-        common::store_from_env("cargo run --example actix_demo --features actix,redis").await?;
+    let store = common::store_from_env(
+        "cargo run --example actix_demo --features actix,redis",
+        "cargo run --example actix_demo --features actix,postgres",
+    )
+    .await?;
     let manager = SessionManager::from_arc(store, SessionConfig::default());
 
     let port = common::port_from_env(3001)?;

@@ -8,6 +8,17 @@
 //! # then open http://localhost:3000 (PORT=8080 to change the port)
 //! ```
 //!
+//! Stores (chosen by `common::store_from_env`): memory by default;
+//! PostgreSQL with `DATABASE_URL` (the `postgres` feature; the store's
+//! tables are created in the `public` schema if missing); Redis with
+//! `REDIS_URL`, `REDIS_CLUSTER_NODES` or `REDIS_SENTINELS` (the `redis`
+//! feature). Set one store's variables, not both.
+//!
+//! ```text
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --example axum_demo --features postgres
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example axum_demo --features redis
+//! ```
+//!
 //! The cookie keeps its `Secure` default: browsers (and curl) treat
 //! `http://localhost` as a secure origin, so secure cookies work there over
 //! plain HTTP.
@@ -29,7 +40,11 @@ use sessionkit::{LazySession, Session, SessionConfig, SessionManager};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     common::init_tracing();
-    let store = common::store_from_env("cargo run --example axum_demo --features redis").await?;
+    let store = common::store_from_env(
+        "cargo run --example axum_demo --features redis",
+        "cargo run --example axum_demo --features postgres",
+    )
+    .await?;
     let manager = SessionManager::from_arc(store, SessionConfig::default());
 
     let app = Router::new()

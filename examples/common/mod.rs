@@ -11,6 +11,9 @@ use sessionkit::{LazySession, MemoryStore, Session, SessionId, SessionInfo, Sess
 use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
 
+#[cfg(feature = "postgres")]
+mod redact;
+
 /// The longest name accepted at login, in characters.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -39,11 +42,14 @@ pub struct RevokeForm {
 
 // ---- setup -----------------------------------------------------------------
 
-/// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
+/// Logs to stderr, `info` unless `RUST_LOG` says otherwise (PostgreSQL's
+/// notices, such as "schema already exists, skipping" at every start, only
+/// from `warn` up).
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn")),
         )
         .init();
 }
@@ -56,45 +62,108 @@ pub fn port_from_env(default: u16) -> Result<u16, Box<dyn std::error::Error>> {
     }
 }
 
-/// Chooses the session store: Redis when `REDIS_URL`, `REDIS_CLUSTER_NODES`
-/// or `REDIS_SENTINELS` (with `REDIS_SENTINEL_MASTER`) is set, memory
-/// otherwise (see `RedisStoreBuilder::from_env`). Call it inside the runtime
-/// (`MemoryStore` starts its purge task there). `redis_command` is the
-/// `cargo run` line that builds the demo with Redis, for the message given
-/// when it was built without it.
+/// Chooses the session store from the environment:
+///
+/// - PostgreSQL when `DATABASE_URL` is set (a `postgres://` URL; the demo
+///   must be built with the `postgres` feature);
+/// - Redis when `REDIS_URL`, `REDIS_CLUSTER_NODES` or `REDIS_SENTINELS`
+///   (with `REDIS_SENTINEL_MASTER`) is set (see
+///   `RedisStoreBuilder::from_env`; the `redis` feature);
+/// - memory otherwise.
+///
+/// `DATABASE_URL` and a Redis variable together are an error: pick one.
+/// Empty variables count as unset. Call it inside the runtime (the stores
+/// start their background tasks there). `redis_command` and
+/// `postgres_command` are the `cargo run` lines that build the demo with
+/// Redis and with PostgreSQL, for the message given when it was built
+/// without them.
 pub async fn store_from_env(
     redis_command: &str,
+    postgres_command: &str,
 ) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
-    let wanted = ["REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_SENTINELS"]
+    let set = |v: &str| std::env::var(v).is_ok_and(|s| !s.is_empty());
+    let redis = ["REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_SENTINELS"]
         .into_iter()
-        .find(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
-    let Some(variable) = wanted else {
-        tracing::info!(
-            "using the in-memory store (set REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS to use Redis)"
-        );
-        return Ok(Arc::new(MemoryStore::new()));
-    };
-    #[cfg(feature = "redis")]
-    {
-        let _ = redis_command;
-        let builder = sessionkit::redis::RedisStore::builder()
-            .from_env()
-            .ok_or("no Redis configuration in the environment")?;
-        let store = builder
-            .build()
-            .await
-            .map_err(|e| format!("cannot use the Redis given by {variable}: {e}"))?;
-        tracing::info!(store = ?store, "using the Redis store ({variable})");
-        Ok(Arc::new(store))
-    }
-    #[cfg(not(feature = "redis"))]
-    {
-        Err(format!(
-            "{variable} is set but the demo was built without Redis: \
-             run `{redis_command}`"
+        .find(|v| set(v));
+    match (set("DATABASE_URL"), redis) {
+        (true, Some(variable)) => Err(format!(
+            "both DATABASE_URL (PostgreSQL) and {variable} (Redis) are set: \
+             pick one store and unset the other variable"
         )
-        .into())
+        .into()),
+        (true, None) => postgres_store(postgres_command).await,
+        (false, Some(variable)) => redis_store(variable, redis_command).await,
+        (false, None) => {
+            tracing::info!(
+                "using the in-memory store (set DATABASE_URL to use PostgreSQL, \
+                 or REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS to use Redis)"
+            );
+            Ok(Arc::new(MemoryStore::new()))
+        }
     }
+}
+
+/// The PostgreSQL store of `DATABASE_URL`.
+#[cfg(feature = "postgres")]
+async fn postgres_store(
+    postgres_command: &str,
+) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
+    let _ = postgres_command;
+    let url = std::env::var("DATABASE_URL")?;
+    // Creates the store's tables and functions in the `public` schema if
+    // they are missing (see `PostgresStoreBuilder::schema`).
+    let store = sessionkit::postgres::PostgresStore::builder()
+        .url(url.as_str())
+        .build()
+        .await
+        .map_err(|e| format!("cannot use the PostgreSQL given by DATABASE_URL: {e}"))?;
+    tracing::info!(
+        store = ?store,
+        database = %redact::without_password(&url),
+        "using the PostgreSQL store (DATABASE_URL)"
+    );
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres_store(
+    postgres_command: &str,
+) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
+    Err(format!(
+        "DATABASE_URL is set but the demo was built without PostgreSQL: \
+         add `--features postgres`, as in `{postgres_command}`"
+    )
+    .into())
+}
+
+/// The Redis store that `variable` (and its companions) name.
+#[cfg(feature = "redis")]
+async fn redis_store(
+    variable: &str,
+    redis_command: &str,
+) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
+    let _ = redis_command;
+    let builder = sessionkit::redis::RedisStore::builder()
+        .from_env()
+        .ok_or("no Redis configuration in the environment")?;
+    let store = builder
+        .build()
+        .await
+        .map_err(|e| format!("cannot use the Redis given by {variable}: {e}"))?;
+    tracing::info!(store = ?store, "using the Redis store ({variable})");
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_store(
+    variable: &str,
+    redis_command: &str,
+) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
+    Err(format!(
+        "{variable} is set but the demo was built without Redis: \
+         run `{redis_command}`"
+    )
+    .into())
 }
 
 // ---- routes ----------------------------------------------------------------
