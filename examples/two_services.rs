@@ -1,13 +1,17 @@
 //! One session, two services: an axum service and an actix-web service, both
-//! on the same Redis with the same `SessionConfig`. Log in on one, and the
+//! on the same Redis (or the same PostgreSQL) with the same `SessionConfig`. Log in on one, and the
 //! other sees it; log out on either, and it ends on both; "log out
 //! everywhere" on one ends the user's sessions created through the other.
 //!
 //! ```text
 //! cargo run --example two_services --features redis,actix
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!     cargo run --example two_services --features redis,actix,postgres
 //! ```
 //!
-//! Environment: `REDIS_URL` (default `redis://127.0.0.1:6379`), or
+//! Environment: `DATABASE_URL` for PostgreSQL (feature `postgres`: both
+//! services on one `PostgresStore` schema, `public` with the default table
+//! prefix); otherwise `REDIS_URL` (default `redis://127.0.0.1:6379`), or
 //! `REDIS_CLUSTER_NODES` (comma-separated node URLs) for a Redis Cluster, or
 //! `REDIS_SENTINELS` (comma-separated sentinel URLs) with
 //! `REDIS_SENTINEL_MASTER` (default `mymaster`) for Sentinel;
@@ -15,9 +19,9 @@
 //! `ACTIX_PORT` (default 3001). The routes and both apps are in
 //! `two_services/apps.rs`, which `tests/two_services.rs` tests.
 //!
-//! Each service has its own `RedisStore` (its own connection), as two
-//! separate processes would; what they share is the Redis, the key prefix
-//! and the configuration.
+//! Each service has its own store (its own connections), as two separate
+//! processes would; what they share is the Redis and the key prefix (or the
+//! database and schema), and the configuration.
 
 #[path = "two_services/apps.rs"]
 mod apps;
@@ -25,7 +29,10 @@ mod apps;
 use std::net::Ipv4Addr;
 
 use apps::{ActixServer, AxumServer};
+#[cfg(feature = "postgres")]
+use sessionkit::postgres::PostgresStore;
 use sessionkit::redis::RedisStore;
+use sessionkit::SessionManager;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -38,34 +45,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
-    let topology = || {
-        RedisStore::builder()
-            .from_env()
-            .unwrap_or_else(|| RedisStore::builder().url(redis_url.clone()))
-    };
-    let where_ = if std::env::var("REDIS_CLUSTER_NODES").is_ok() {
-        "the Redis Cluster of REDIS_CLUSTER_NODES".to_owned()
-    } else if std::env::var("REDIS_SENTINELS").is_ok() {
-        "the Sentinel master of REDIS_SENTINELS".to_owned()
-    } else {
-        format!("Redis at {redis_url}")
-    };
-    let key_prefix = env_or("REDIS_KEY_PREFIX", "sessionkit");
     let axum_port = port("AXUM_PORT", 3000)?;
     let actix_port = port("ACTIX_PORT", 3001)?;
-
-    let connect = |service: &str| {
-        let (builder, prefix, service) = (topology(), key_prefix.clone(), service.to_owned());
-        let where_ = where_.clone();
-        async move {
-            apps::manager_with(builder, &prefix)
-                .await
-                .map_err(|e| format!("{service}: cannot use {where_}: {e}"))
-        }
-    };
-    let axum_manager = connect(apps::AXUM).await?;
-    let actix_manager = connect(apps::ACTIX).await?;
+    let (axum_manager, actix_manager, where_) = managers().await?;
 
     let listen_error =
         |port: u16| move |e: std::io::Error| format!("cannot listen on 127.0.0.1:{port}: {e}");
@@ -84,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         r#"axum service:      {a}
 actix-web service: {b}
-Sessions in {where_}, key prefix "{key_prefix}".
+Sessions in {where_}.
 
 Cookies are scoped to the host, not the port, so one cookie jar serves both:
 
@@ -110,6 +92,61 @@ Ctrl-C stops both services."#
     axum.stop().await?;
     actix.stop(true).await?;
     Ok(())
+}
+
+type Managers = (SessionManager, SessionManager, String);
+
+/// One manager per service, each with its own connections, on the store
+/// the environment names; and where that store is, for the banner.
+async fn managers() -> Result<Managers, String> {
+    let cannot = |service: &str, where_: &str| {
+        let (service, where_) = (service.to_owned(), where_.to_owned());
+        move |e: sessionkit::Error| format!("{service}: cannot use {where_}: {e}")
+    };
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        #[cfg(feature = "postgres")]
+        {
+            let where_ = "the PostgreSQL of DATABASE_URL".to_owned();
+            let builder = || PostgresStore::builder().url(url.clone());
+            let axum = apps::postgres_manager(builder())
+                .await
+                .map_err(cannot(apps::AXUM, &where_))?;
+            let actix = apps::postgres_manager(builder())
+                .await
+                .map_err(cannot(apps::ACTIX, &where_))?;
+            return Ok((axum, actix, where_));
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = url;
+            return Err("DATABASE_URL is set: add `--features postgres` to use PostgreSQL".into());
+        }
+    }
+    let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
+    let topology = || {
+        RedisStore::builder()
+            .from_env()
+            .unwrap_or_else(|| RedisStore::builder().url(redis_url.clone()))
+    };
+    let key_prefix = env_or("REDIS_KEY_PREFIX", "sessionkit");
+    let where_ = if std::env::var("REDIS_CLUSTER_NODES").is_ok() {
+        "the Redis Cluster of REDIS_CLUSTER_NODES".to_owned()
+    } else if std::env::var("REDIS_SENTINELS").is_ok() {
+        "the Sentinel master of REDIS_SENTINELS".to_owned()
+    } else {
+        format!("Redis at {redis_url}")
+    };
+    let axum = apps::redis_manager(topology(), &key_prefix)
+        .await
+        .map_err(cannot(apps::AXUM, &where_))?;
+    let actix = apps::redis_manager(topology(), &key_prefix)
+        .await
+        .map_err(cannot(apps::ACTIX, &where_))?;
+    Ok((
+        axum,
+        actix,
+        format!("{where_}, key prefix \"{key_prefix}\""),
+    ))
 }
 
 fn env_or(name: &str, default: &str) -> String {

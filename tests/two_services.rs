@@ -1,7 +1,9 @@
 //! One session, two services: the axum and actix-web apps of
 //! `examples/two_services.rs` (included below, not copied), each on a real
-//! HTTP server with its own `RedisStore`, both on one `redis-server` of the
-//! test's own and the same configuration. Real HTTP clients (`reqwest`,
+//! HTTP server with its own store, both on one `redis-server` of the test's
+//! own (module `redis`) or on one PostgreSQL database (module `postgres`,
+//! the binary's shared server in a schema of the test's own), with the same
+//! configuration. Real HTTP clients (`reqwest`,
 //! without redirects or a cookie store: the tests carry cookies and tokens
 //! themselves) talk to both.
 #![cfg(all(feature = "redis", feature = "axum", feature = "actix"))]
@@ -16,7 +18,10 @@ use std::time::Duration;
 use apps::{ActixServer, AxumServer, ACTIX, AXUM};
 use reqwest::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
+#[cfg(feature = "postgres")]
+use sessionkit::postgres::PostgresStore;
 use sessionkit::redis::RedisStore;
+use sessionkit::SessionManager;
 use support::RedisServer;
 
 /// The session cookie's name (the default of `apps::config()`).
@@ -25,9 +30,51 @@ const COOKIE_NAME: &str = "id";
 /// The header that returns a new token to API clients.
 const TOKEN_HEADER: &str = "x-session-token";
 
-/// Both services, one Redis.
+/// The store both services share.
+#[derive(Clone, Copy, Debug)]
+enum Shared {
+    Redis,
+    #[cfg(feature = "postgres")]
+    Postgres,
+}
+
+impl Shared {
+    /// Two managers on one store, each with its own connections (two
+    /// processes' worth of state), and the Redis server to keep alive.
+    async fn managers(self) -> (Option<RedisServer>, SessionManager, SessionManager) {
+        match self {
+            Shared::Redis => {
+                let redis = tokio::task::spawn_blocking(RedisServer::start)
+                    .await
+                    .expect("start redis-server");
+                let manager =
+                    || apps::redis_manager(RedisStore::builder().url(redis.url()), "two-services");
+                let axum = manager().await.expect("axum's store connects");
+                let actix = manager().await.expect("actix's store connects");
+                (Some(redis), axum, actix)
+            }
+            #[cfg(feature = "postgres")]
+            Shared::Postgres => {
+                let server = support::postgres_server::shared().await;
+                let schema = support::postgres_server::unique_schema();
+                let manager = || {
+                    apps::postgres_manager(
+                        PostgresStore::builder()
+                            .url(server.url())
+                            .schema(schema.clone()),
+                    )
+                };
+                let axum = manager().await.expect("axum's store connects");
+                let actix = manager().await.expect("actix's store connects");
+                (None, axum, actix)
+            }
+        }
+    }
+}
+
+/// Both services, one store.
 struct Services {
-    _redis: RedisServer,
+    _redis: Option<RedisServer>,
     axum: AxumServer,
     actix: ActixServer,
     http: reqwest::Client,
@@ -66,18 +113,8 @@ struct Reply {
 }
 
 impl Services {
-    async fn start() -> Self {
-        let redis = tokio::task::spawn_blocking(RedisServer::start)
-            .await
-            .expect("start redis-server");
-        let url = redis.url();
-        // Two stores, two connections: two processes' worth of state.
-        let axum_manager = apps::manager_with(RedisStore::builder().url(&url), "two-services")
-            .await
-            .expect("axum's store connects");
-        let actix_manager = apps::manager_with(RedisStore::builder().url(&url), "two-services")
-            .await
-            .expect("actix's store connects");
+    async fn start(store: Shared) -> Self {
+        let (redis, axum_manager, actix_manager) = store.managers().await;
         let axum = AxumServer::start(
             tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -191,9 +228,8 @@ impl Services {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_on_one_service_is_seen_on_the_other() {
-    let s = Services::start().await;
+async fn login_on_one_service_is_seen_on_the_other(store: Shared) {
+    let s = Services::start(store).await;
 
     let on_axum = s.login(To::Axum, "alice").await;
     assert_eq!(s.whoami(To::Actix, &on_axum).await, "alice");
@@ -208,9 +244,8 @@ async fn login_on_one_service_is_seen_on_the_other() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_counter_counts_on_across_both_services() {
-    let s = Services::start().await;
+async fn a_counter_counts_on_across_both_services(store: Shared) {
+    let s = Services::start(store).await;
 
     // An anonymous session, created by axum's first write.
     let first = s.get(To::Axum, "/incr", &Credential::None).await;
@@ -232,9 +267,8 @@ async fn a_counter_counts_on_across_both_services() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_on_either_service_ends_the_session_on_both() {
-    let s = Services::start().await;
+async fn logout_on_either_service_ends_the_session_on_both(store: Shared) {
+    let s = Services::start(store).await;
 
     for (login_on, logout_on) in [(To::Axum, To::Actix), (To::Actix, To::Axum)] {
         let cookie = s.login(login_on, "dave").await;
@@ -258,9 +292,8 @@ async fn logout_on_either_service_ends_the_session_on_both() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_everywhere_on_one_service_ends_sessions_made_through_the_other() {
-    let s = Services::start().await;
+async fn logout_everywhere_on_one_service_ends_sessions_made_through_the_other(store: Shared) {
+    let s = Services::start(store).await;
 
     for (everywhere_on, other) in [(To::Axum, To::Actix), (To::Actix, To::Axum)] {
         // Two clients of one user, one logged in through each service.
@@ -290,9 +323,8 @@ async fn logout_everywhere_on_one_service_ends_sessions_made_through_the_other()
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_header_token_from_one_service_works_on_the_other() {
-    let s = Services::start().await;
+async fn a_header_token_from_one_service_works_on_the_other(store: Shared) {
+    let s = Services::start(store).await;
 
     // An API client logs in on axum and reads the token from the header.
     let reply = s.post(To::Axum, "/login/grace", &Credential::None).await;
@@ -325,3 +357,34 @@ async fn a_header_token_from_one_service_works_on_the_other() {
     assert_eq!(s.whoami(To::Axum, &other).await, "heidi");
     s.stop().await;
 }
+
+/// One test per scenario and store: modules `redis` and `postgres`.
+macro_rules! on_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Shared::Redis).await
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Shared::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_each_store!(
+    login_on_one_service_is_seen_on_the_other,
+    a_counter_counts_on_across_both_services,
+    logout_on_either_service_ends_the_session_on_both,
+    logout_everywhere_on_one_service_ends_sessions_made_through_the_other,
+    a_header_token_from_one_service_works_on_the_other,
+);

@@ -1,6 +1,7 @@
 //! The two services of `examples/two_services.rs`, written once: the example
 //! runs them, and `tests/two_services.rs` includes this file and tests the
-//! very same apps.
+//! very same apps, on Redis ([`redis_manager`], feature `redis`) and on
+//! PostgreSQL ([`postgres_manager`], feature `postgres`).
 //!
 //! Both services serve the same routes, with the same session logic (the
 //! framework-neutral functions in [`routes`]); each answers one line of text
@@ -19,6 +20,9 @@
 
 use std::net::SocketAddr;
 
+#[cfg(feature = "postgres")]
+use sessionkit::postgres::PostgresStoreBuilder;
+#[cfg(feature = "redis")]
 use sessionkit::redis::RedisStoreBuilder;
 use sessionkit::{HeaderTransport, Session, SessionConfig, SessionManager, TokenTransport};
 
@@ -40,15 +44,26 @@ pub fn config() -> SessionConfig {
         .token_transport(TokenTransport::CookieThenHeader(HeaderTransport::bearer()))
 }
 
-/// A manager for one service: its own connection to Redis (as a separate
+/// A manager for one service on Redis: its own connection (as a separate
 /// process would have), on the Redis and key prefix every service shares,
 /// with [`config`]. `builder` names the Redis: a URL, a Cluster or a
 /// Sentinel master (see `RedisStoreBuilder::from_env`).
-pub async fn manager_with(
+#[cfg(feature = "redis")]
+pub async fn redis_manager(
     builder: RedisStoreBuilder,
     key_prefix: &str,
 ) -> sessionkit::Result<SessionManager> {
     let store = builder.key_prefix(key_prefix).build().await?;
+    Ok(SessionManager::new(store, config()))
+}
+
+/// A manager for one service on PostgreSQL: its own connection pool (as a
+/// separate process would have), on the database, schema and table prefix
+/// every service shares (set on `builder`), with [`config`]. The first
+/// service to start creates the store's tables; the others find them.
+#[cfg(feature = "postgres")]
+pub async fn postgres_manager(builder: PostgresStoreBuilder) -> sessionkit::Result<SessionManager> {
+    let store = builder.build().await?;
     Ok(SessionManager::new(store, config()))
 }
 

@@ -87,6 +87,12 @@ impl Names {
 /// instances starting together migrate once.
 pub(super) async fn migrate(pool: &PgPool, names: &Names, create_schema: bool) -> Result<()> {
     let mut tx = pool.begin().await.map_err(pg_error)?;
+    // `IF NOT EXISTS` says "already exists, skipping" on every start-up;
+    // those notices would reach the app's log at INFO.
+    sqlx::query("SET LOCAL client_min_messages = warning")
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_error)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sessionkit.migrate'), hashtext($1))")
         .bind(&names.schema)
         .execute(&mut *tx)
