@@ -13,9 +13,11 @@
 //!
 //! The full run spawns its own `redis-server`, then each variant as a
 //! separate server process (this binary re-executed as `serve <variant>
-//! <port> <redis-url> <threads>`), loads `/login`, `/read` and `/write` of
-//! each with `wrk`, counts Redis commands per request, runs the scaling,
-//! locking and memory cells of issue 11, and prints a Markdown report
+//! <port> <store-url> <threads>`), loads `/login`, `/read` and `/write` of
+//! each with `wrk`, counts Redis commands per request, runs the `postgres`
+//! cells (`PostgresStore` beside `RedisStore` on axum, on a PostgreSQL
+//! server of its own: `initdb` + `pg_ctl`, see `pg_server.rs`), the
+//! scaling, locking and memory cells of issue 11, and prints a Markdown report
 //! (also written to `bench/results/latest.md`, with an SVG chart of the
 //! ratios) ending with one line per issue-11 target.
 
