@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p sessionkit-bench                      # everything, ~8 min on 2 cores
 //! cargo run --release -p sessionkit-bench -- --cells login-scaling   # one group
+//! cargo run --release -p sessionkit-bench -- --cells postgres  # PostgresStore vs RedisStore (needs postgresql)
 //! cargo run --release -p sessionkit-bench -- --duration 10 --connections 64
 //! cargo run --release -p sessionkit-bench -- micro             # in-process memory-store overhead
 //! cargo run --release -p sessionkit-bench -- micro --callgrind # + instruction counts (valgrind)
@@ -12,9 +13,11 @@
 //!
 //! The full run spawns its own `redis-server`, then each variant as a
 //! separate server process (this binary re-executed as `serve <variant>
-//! <port> <redis-url> <threads>`), loads `/login`, `/read` and `/write` of
-//! each with `wrk`, counts Redis commands per request, runs the scaling,
-//! locking and memory cells of issue 11, and prints a Markdown report
+//! <port> <store-url> <threads>`), loads `/login`, `/read` and `/write` of
+//! each with `wrk`, counts Redis commands per request, runs the `postgres`
+//! cells (`PostgresStore` beside `RedisStore` on axum, on a PostgreSQL
+//! server of its own: `initdb` + `pg_ctl`, see `pg_server.rs`), the
+//! scaling, locking and memory cells of issue 11, and prints a Markdown report
 //! (also written to `bench/results/latest.md`, with an SVG chart of the
 //! ratios) ending with one line per issue-11 target.
 
@@ -24,6 +27,7 @@ mod http;
 mod machine;
 mod micro;
 mod options;
+mod pg_server;
 mod procs;
 mod report;
 mod resp;
@@ -40,9 +44,10 @@ usage:
   sessionkit-bench [OPTIONS]              full benchmark (needs wrk and redis-server)
   sessionkit-bench micro [MICRO OPTIONS]  in-process memory-store middleware overhead
   sessionkit-bench soak [SOAK OPTIONS]    mixed-traffic soak test of one service on Redis
-  sessionkit-bench serve <variant> <port> <redis-url> <threads>   (internal)
+  sessionkit-bench serve <variant> <port> <store-url> <threads>   (internal)
   sessionkit-bench soak-serve <store> <port> <redis-url> <threads> <grace-ms> <rotation-ms>  (internal)
   sessionkit-bench watch <program> [args..]                       (internal)
+  sessionkit-bench pg-reaper <bin> <dir>                          (internal)
 
 OPTIONS (full benchmark):
   --duration SECS        wrk run per variant and route (default 5)
@@ -54,7 +59,8 @@ OPTIONS (full benchmark):
   --only NAME[,NAME..]   only variants whose name contains one of these
   --routes R[,R..]       routes to load, of login,read,write (default all)
   --cells G[,G..]        cell groups to run (default all): table, cached-read,
-                         login-scaling, user-ops, locked-write, memory, micro
+                         postgres, login-scaling, user-ops, locked-write, memory,
+                         micro (postgres also needs PostgreSQL's initdb/pg_ctl)
   --no-micro             skip the in-process micro-benchmark at the end
   --micro-secs SECS      time budget of that micro-benchmark (default 3)
   --short-secs SECS      wrk run of each locked-write cell (default 3)
@@ -90,6 +96,7 @@ fn main() -> ExitCode {
         Some("soak") => soak::main(&args[1..]),
         Some("soak-serve") => soak_service::serve(&args[1..]),
         Some("watch") => procs::watch(&args[1..]),
+        Some("pg-reaper") => pg_server::reaper(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())

@@ -1,5 +1,6 @@
 //! Child processes: the private `redis-server` and the variant servers,
-//! each killed when its guard is dropped (also on error or panic).
+//! each killed when its guard is dropped (also on error or panic); the
+//! private PostgreSQL server is in [`crate::pg_server`].
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -37,13 +38,13 @@ pub fn installed(program: &str, arg: &str) -> bool {
 /// `watch` wrapper around redis-server), then the child is killed if it is
 /// still there after a moment, and reaped. If this process dies without
 /// dropping it, the pipe closes all the same.
-struct Guard {
+pub(crate) struct Guard {
     child: Child,
     stdin: Option<ChildStdin>,
 }
 
 impl Guard {
-    fn new(mut child: Child) -> Self {
+    pub(crate) fn new(mut child: Child) -> Self {
         let stdin = child.stdin.take();
         Guard { child, stdin }
     }
@@ -88,14 +89,7 @@ pub fn watch(args: &[String]) -> Result<(), String> {
                 format!("could not start {program}: {e}")
             }
         })?;
-    let closed = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&closed);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 64];
-        let mut stdin = std::io::stdin();
-        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
-        flag.store(true, Ordering::SeqCst);
-    });
+    let closed = stdin_closed();
     let deadline = Instant::now() + crate::servers::MAX_LIFETIME;
     loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -108,6 +102,20 @@ pub fn watch(args: &[String]) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Set once our stdin reaches EOF: the process holding its other end (the
+/// benchmark) dropped us or died.
+pub fn stdin_closed() -> Arc<AtomicBool> {
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&closed);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        flag.store(true, Ordering::SeqCst);
+    });
+    closed
 }
 
 /// Our own `redis-server` on a free loopback port, no persistence.
@@ -192,13 +200,14 @@ pub struct ServerProc {
 }
 
 impl ServerProc {
-    pub fn start(variant: Variant, redis_url: &str, threads: usize) -> Result<Self, String> {
+    /// `variant`'s server on the store at `store_url`.
+    pub fn start(variant: Variant, store_url: &str, threads: usize) -> Result<Self, String> {
         Self::spawn(variant.name(), |port| {
             vec![
                 "serve".to_owned(),
                 variant.name().to_owned(),
                 port.to_string(),
-                redis_url.to_owned(),
+                store_url.to_owned(),
                 threads.to_string(),
             ]
         })

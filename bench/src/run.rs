@@ -19,9 +19,14 @@ pub struct Setup {
 
 pub fn main(args: &[String]) -> Result<(), String> {
     let opts = Options::parse(args)?;
-    let needs_wrk = [Group::Table, Group::CachedRead, Group::LockedWrite]
-        .iter()
-        .any(|g| opts.runs(*g));
+    let needs_wrk = [
+        Group::Table,
+        Group::CachedRead,
+        Group::Postgres,
+        Group::LockedWrite,
+    ]
+    .iter()
+    .any(|g| opts.runs(*g));
     if needs_wrk && !procs::installed("wrk", "-v") {
         return Err(
             "wrk not found: install it with `apt-get install wrk` (Debian/Ubuntu), then run again"
@@ -33,6 +38,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
             "redis-server not found: install it with `apt-get install redis-server`, then run again"
                 .into(),
         );
+    }
+    if opts.runs(Group::Postgres) {
+        crate::pg_server::check_installed()?;
     }
     let started = Instant::now();
     let cpu_start = crate::machine::CpuTimes::now();
@@ -61,6 +69,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     if opts.runs(Group::CachedRead) {
         res.cached = Some(cells::cached::run(&opts, &redis, &mut stats, &lua));
+    }
+    if opts.runs(Group::Postgres) {
+        res.postgres = Some(cells::postgres::run(&opts, &redis, &mut stats, &lua));
     }
     if opts.runs(Group::LoginScaling) {
         eprintln!("== login scaling");

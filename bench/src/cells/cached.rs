@@ -48,7 +48,7 @@ pub fn run(opts: &Options, redis: &RedisServer, stats: &mut Resp, lua: &LuaScrip
     .filter(|v| v.unavailable().is_none())
     .map(|v| {
         eprintln!("== {} (read, {THREADS} wrk threads)", v.name());
-        table::run_variant(v, &o, redis, stats, lua)
+        table::run_variant(v, &o, &redis.url(), redis, stats, lua)
     })
     .collect();
     CachedRead { runs }

@@ -7,6 +7,7 @@ pub mod locked;
 pub mod login_scaling;
 pub mod memory;
 pub mod populate;
+pub mod postgres;
 pub mod sk;
 pub mod table;
 pub mod user_ops;
@@ -23,6 +24,9 @@ pub enum Group {
     Table,
     /// Cached read vs bare with a 2-thread load generator.
     CachedRead,
+    /// Read, write and login on axum with the Redis and PostgreSQL stores,
+    /// each with and without its cache, on a PostgreSQL server of our own.
+    Postgres,
     /// One user logging in while holding 10 / 1,000 / 10,000 sessions.
     LoginScaling,
     /// `sessions_of` / `revoke_user` / `revoke_user_except` in a small and
@@ -38,9 +42,10 @@ pub enum Group {
 }
 
 impl Group {
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::Table,
         Group::CachedRead,
+        Group::Postgres,
         Group::LoginScaling,
         Group::UserOps,
         Group::LockedWrite,
@@ -52,6 +57,7 @@ impl Group {
         match self {
             Group::Table => "table",
             Group::CachedRead => "cached-read",
+            Group::Postgres => "postgres",
             Group::LoginScaling => "login-scaling",
             Group::UserOps => "user-ops",
             Group::LockedWrite => "locked-write",

@@ -101,7 +101,7 @@ pub fn run_all(
             continue;
         }
         eprintln!("== {}", variant.name());
-        runs.push(run_variant(variant, opts, redis, stats, lua));
+        runs.push(run_variant(variant, opts, &redis.url(), redis, stats, lua));
     }
     runs
 }
@@ -128,9 +128,13 @@ impl Drop for LuaScript {
     }
 }
 
+/// Starts `variant`'s server on the store at `store_url` (Redis's, or
+/// PostgreSQL's) and loads each route of `opts`; `redis` is watched for
+/// its costs whichever store the variant uses.
 pub fn run_variant(
     variant: Variant,
     opts: &Options,
+    store_url: &str,
     redis: &RedisServer,
     stats: &mut Resp,
     lua: &LuaScript,
@@ -146,7 +150,7 @@ pub fn run_variant(
         run.skipped = Some(format!("FLUSHALL: {e}"));
         return run;
     }
-    let mut server = match ServerProc::start(variant, &redis.url(), opts.server_threads) {
+    let mut server = match ServerProc::start(variant, store_url, opts.server_threads) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("   {e}");

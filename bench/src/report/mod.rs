@@ -8,6 +8,7 @@ use crate::cells::cached::{self, CachedRead};
 use crate::cells::locked;
 use crate::cells::login_scaling::{self, LoginScaling};
 use crate::cells::memory::{self, MemoryCell};
+use crate::cells::postgres::{self, PostgresCells};
 use crate::cells::table::{Measured, Probe, VariantRun};
 use crate::cells::user_ops::{self, UserOps};
 use crate::micro::{self, MicroResult};
@@ -23,6 +24,7 @@ mod issue5;
 pub struct Results {
     pub table: Vec<VariantRun>,
     pub cached: Option<CachedRead>,
+    pub postgres: Option<Result<PostgresCells, String>>,
     pub login: Option<Result<LoginScaling, String>>,
     pub user_ops: Option<Result<UserOps, String>>,
     pub locked: Option<Vec<locked::Row>>,
@@ -245,6 +247,13 @@ pub fn render(machine: &str, setup: &Setup, res: &Results, opts: &Options) -> St
 
     if let Some(c) = &res.cached {
         o.push_str(&cached::render(c, opts));
+    }
+    match &res.postgres {
+        Some(Ok(p)) => o.push_str(&postgres::render(p, opts)),
+        Some(Err(e)) => {
+            let _ = writeln!(o, "#### PostgreSQL store\n\nnot measured: {e}\n");
+        }
+        None => {}
     }
     match &res.login {
         Some(Ok(l)) => o.push_str(&login_scaling::render(l)),

@@ -8,8 +8,9 @@ use sessionkit::actix::SessionMiddleware;
 
 use super::{handlers::*, next_user, sk_manager, Variant};
 
-pub fn serve(variant: Variant, port: u16, redis_url: &str, threads: usize) -> Result<(), String> {
-    let redis_url = redis_url.to_owned();
+/// `store_url`: Redis's, or PostgreSQL's for the PostgreSQL stores.
+pub fn serve(variant: Variant, port: u16, store_url: &str, threads: usize) -> Result<(), String> {
+    let store_url = store_url.to_owned();
     actix_web::rt::System::new().block_on(async move {
         let addr = ("127.0.0.1", port);
         let bound = |e: std::io::Error| format!("bind 127.0.0.1:{port}: {e}");
@@ -27,7 +28,7 @@ pub fn serve(variant: Variant, port: u16, redis_url: &str, threads: usize) -> Re
             .map_err(bound)?
             .run(),
             Variant::SkActix(store) => {
-                let manager = sk_manager(store, &redis_url).await?;
+                let manager = sk_manager(store, &store_url).await?;
                 HttpServer::new(move || {
                     App::new()
                         .wrap(SessionMiddleware::new(manager.clone()))
@@ -44,7 +45,7 @@ pub fn serve(variant: Variant, port: u16, redis_url: &str, threads: usize) -> Re
                 .run()
             }
             Variant::ActixSessionRedis => {
-                let store = RedisSessionStore::new(redis_url.as_str())
+                let store = RedisSessionStore::new(store_url.as_str())
                     .await
                     .map_err(|e| format!("RedisSessionStore: {e}"))?;
                 let key = Key::generate();

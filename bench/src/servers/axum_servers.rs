@@ -13,7 +13,8 @@ use super::{handlers::*, next_user, sk_manager, Variant};
 /// fred connections in tower-sessions-redis-store's pool (its example's).
 const FRED_POOL: usize = 6;
 
-pub fn serve(variant: Variant, port: u16, redis_url: &str, threads: usize) -> Result<(), String> {
+/// `store_url`: Redis's, or PostgreSQL's for the PostgreSQL stores.
+pub fn serve(variant: Variant, port: u16, store_url: &str, threads: usize) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -32,9 +33,9 @@ pub fn serve(variant: Variant, port: u16, redis_url: &str, threads: usize) -> Re
                 .route("/write", get(sk_write))
                 .route("/locked-write", get(sk_locked_write))
                 .route("/logout", post(sk_logout))
-                .layer(SessionLayer::new(sk_manager(store, redis_url).await?)),
+                .layer(SessionLayer::new(sk_manager(store, store_url).await?)),
             Variant::TowerSessionsRedis => {
-                let config = Config::from_url(redis_url).map_err(|e| e.to_string())?;
+                let config = Config::from_url(store_url).map_err(|e| e.to_string())?;
                 let pool =
                     Pool::new(config, None, None, None, FRED_POOL).map_err(|e| e.to_string())?;
                 let _task = pool.connect();

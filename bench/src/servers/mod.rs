@@ -1,5 +1,6 @@
 //! The variants under test, each served by this binary re-executed as
-//! `serve <variant> <port> <redis-url> <threads>`.
+//! `serve <variant> <port> <store-url> <threads>` (the store URL is Redis's,
+//! or PostgreSQL's for the `postgres` variants).
 //!
 //! Every variant serves the same routes:
 //! - `POST /login`: log a new user in (a fresh user id per request);
@@ -15,14 +16,15 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use sessionkit::postgres::PostgresStore;
 use sessionkit::{MemoryStore, SessionConfig, SessionManager};
 
 /// A server process lives at most this long, whatever happens to the
 /// benchmark that started it.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
-/// Sessions the client-side cache may hold (the `client-cache` variants).
-#[cfg(feature = "client-cache")]
+/// Sessions the local cache may hold: the Redis client-side cache of the
+/// `client-cache` variants, and `PostgresStore`'s of `postgres-cache`.
 const CACHE_SESSIONS: usize = 10_000;
 
 /// The framework a variant runs on; ratios compare with the bare variant of
@@ -55,6 +57,27 @@ pub enum Store {
     Memory,
     Redis,
     RedisCache,
+    /// `PostgresStore` with the defaults (no cache), schema `bench_postgres`.
+    Postgres,
+    /// `PostgresStore` with `.cache(10_000)`, schema `bench_postgres_cache`.
+    PostgresCache,
+}
+
+impl Store {
+    pub fn is_postgres(self) -> bool {
+        matches!(self, Store::Postgres | Store::PostgresCache)
+    }
+
+    /// How the reports name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Store::Memory => "memory",
+            Store::Redis => "Redis",
+            Store::RedisCache => "Redis + client cache",
+            Store::Postgres => "PostgreSQL",
+            Store::PostgresCache => "PostgreSQL + cache",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,23 +104,40 @@ impl Variant {
         Variant::ActixSessionRedis,
     ];
 
+    /// The `postgres` variants: not in [`ALL`](Self::ALL) (the main
+    /// table), they need a PostgreSQL server (the `postgres` cells run the
+    /// axum ones).
+    pub const POSTGRES: [Variant; 4] = [
+        Variant::SkAxum(Store::Postgres),
+        Variant::SkAxum(Store::PostgresCache),
+        Variant::SkActix(Store::Postgres),
+        Variant::SkActix(Store::PostgresCache),
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Variant::AxumBare => "axum-bare",
             Variant::SkAxum(Store::Memory) => "sk-axum-memory",
             Variant::SkAxum(Store::Redis) => "sk-axum-redis",
             Variant::SkAxum(Store::RedisCache) => "sk-axum-redis-cache",
+            Variant::SkAxum(Store::Postgres) => "sk-axum-postgres",
+            Variant::SkAxum(Store::PostgresCache) => "sk-axum-postgres-cache",
             Variant::TowerSessionsRedis => "tower-sessions-redis",
             Variant::ActixBare => "actix-bare",
             Variant::SkActix(Store::Memory) => "sk-actix-memory",
             Variant::SkActix(Store::Redis) => "sk-actix-redis",
             Variant::SkActix(Store::RedisCache) => "sk-actix-redis-cache",
+            Variant::SkActix(Store::Postgres) => "sk-actix-postgres",
+            Variant::SkActix(Store::PostgresCache) => "sk-actix-postgres-cache",
             Variant::ActixSessionRedis => "actix-session-redis",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Variant> {
-        Variant::ALL.into_iter().find(|v| v.name() == name)
+        Variant::ALL
+            .into_iter()
+            .chain(Variant::POSTGRES)
+            .find(|v| v.name() == name)
     }
 
     pub fn family(self) -> Family {
@@ -129,6 +169,10 @@ impl Variant {
         self.is_peer() || matches!(self.store(), Some(Store::Redis | Store::RedisCache))
     }
 
+    pub fn uses_postgres(self) -> bool {
+        self.store().is_some_and(Store::is_postgres)
+    }
+
     /// Why this variant cannot run in this build, if it cannot.
     pub fn unavailable(self) -> Option<&'static str> {
         if self.store() == Some(Store::RedisCache) && !cfg!(feature = "client-cache") {
@@ -140,12 +184,12 @@ impl Variant {
 
 // ------------------------------------------------------------------ serve
 
-/// `serve <variant> <port> <redis-url> <threads>`: runs one variant until
+/// `serve <variant> <port> <store-url> <threads>`: runs one variant until
 /// stdin closes (the benchmark holds the other end), or at most
 /// [`MAX_LIFETIME`].
 pub fn serve(args: &[String]) -> Result<(), String> {
-    let [name, port, redis_url, threads] = args else {
-        return Err("usage: serve <variant> <port> <redis-url> <threads>".into());
+    let [name, port, store_url, threads] = args else {
+        return Err("usage: serve <variant> <port> <store-url> <threads>".into());
     };
     let variant = Variant::from_name(name).ok_or_else(|| format!("unknown variant {name:?}"))?;
     let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
@@ -164,8 +208,8 @@ pub fn serve(args: &[String]) -> Result<(), String> {
             .init();
     }
     match variant.family() {
-        Family::Axum => axum_servers::serve(variant, port, redis_url, threads.max(1)),
-        Family::Actix => actix_servers::serve(variant, port, redis_url, threads.max(1)),
+        Family::Axum => axum_servers::serve(variant, port, store_url, threads.max(1)),
+        Family::Actix => actix_servers::serve(variant, port, store_url, threads.max(1)),
     }
 }
 
@@ -197,18 +241,39 @@ fn next_user() -> String {
 }
 
 /// The sessionkit manager of a variant, built inside the server's runtime
-/// (the memory store starts its purge task there).
-async fn sk_manager(store: Store, redis_url: &str) -> Result<SessionManager, String> {
+/// (the memory and PostgreSQL stores start their background tasks there).
+/// `url` is Redis's, or PostgreSQL's for the PostgreSQL stores.
+async fn sk_manager(store: Store, url: &str) -> Result<SessionManager, String> {
     let config = SessionConfig::default();
     Ok(match store {
         Store::Memory => SessionManager::new(MemoryStore::new(), config),
         Store::Redis => {
-            let store = sessionkit::redis::RedisStore::connect(redis_url)
+            let store = sessionkit::redis::RedisStore::connect(url)
                 .await
                 .map_err(|e| format!("RedisStore::connect: {e}"))?;
             SessionManager::new(store, config)
         }
-        Store::RedisCache => SessionManager::new(cached_store(redis_url).await?, config),
+        Store::RedisCache => SessionManager::new(cached_store(url).await?, config),
+        Store::Postgres | Store::PostgresCache => {
+            // A schema per store (created by the build): each variant
+            // starts from empty tables in the benchmark's fresh cluster.
+            let cached = store == Store::PostgresCache;
+            let builder = PostgresStore::builder().url(url).schema(if cached {
+                "bench_postgres_cache"
+            } else {
+                "bench_postgres"
+            });
+            let builder = if cached {
+                builder.cache(CACHE_SESSIONS)
+            } else {
+                builder
+            };
+            let store = builder
+                .build()
+                .await
+                .map_err(|e| format!("PostgresStore ({}): {e}", store.label()))?;
+            SessionManager::new(store, config)
+        }
     })
 }
 
