@@ -15,7 +15,7 @@ use crate::store::waiters::Waiters;
 use crate::{Error, Result};
 
 /// Builds a [`PostgresStore`]; from [`PostgresStore::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresStoreBuilder {
     url: Option<String>,
     pool: Option<PgPool>,
@@ -30,6 +30,49 @@ pub struct PostgresStoreBuilder {
     cache: Option<usize>,
     notify_writes: bool,
     heartbeat: Duration,
+}
+
+impl std::fmt::Debug for PostgresStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStoreBuilder")
+            .field("url", &self.url.as_deref().map(without_password))
+            .field("pool", &self.pool.is_some())
+            .field("schema", &self.schema)
+            .field("table_prefix", &self.prefix)
+            .field("create_schema", &self.create_schema)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with its password (`user:secret@`, `?password=`) replaced by
+/// `***`, for `Debug`: builders end up in logs.
+fn without_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(start) = out.find("://").map(|i| i + 3) {
+        let end = out[start..]
+            .find(['/', '?'])
+            .map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..end].rfind('@').map(|i| start + i) {
+            if let Some(colon) = out[start..at].find(':').map(|i| start + i) {
+                out.replace_range(colon + 1..at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let query: Vec<String> = out[q + 1..]
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{}?{}", &out[..q], query.join("&"));
+    }
+    out
 }
 
 impl PostgresStoreBuilder {
@@ -241,5 +284,26 @@ impl PostgresStoreBuilder {
             .connect_with(options)
             .await
             .map_err(pg_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{without_password, PostgresStoreBuilder};
+
+    #[test]
+    fn debug_hides_the_password() {
+        for url in [
+            "postgres://app:s3cret@db:5432/app",
+            "postgres://app@db/app?password=s3cret&sslmode=require",
+        ] {
+            let shown = format!("{:?}", PostgresStoreBuilder::new().url(url));
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+        assert_eq!(
+            without_password("postgres://app@db/app"),
+            "postgres://app@db/app"
+        );
     }
 }
