@@ -78,3 +78,50 @@ impl<T> Must<T> for crate::Result<T> {
         }
     }
 }
+
+/// Creates an anonymous session holding `d`, under `timeouts`.
+pub(super) async fn create_with(
+    store: &dyn crate::SessionStore,
+    d: &Data,
+    timeouts: &crate::store::Timeouts,
+) -> SessionId {
+    let id = anon_id();
+    let c = client();
+    let new = crate::store::NewSession {
+        data: d,
+        client: &c,
+    };
+    store.create(&id, new, timeouts).await.must("create");
+    id
+}
+
+/// The parts of a login the suites vary.
+pub(super) struct LoginCall<'a> {
+    pub(super) old: Option<&'a SessionId>,
+    pub(super) user: &'a str,
+    pub(super) delta: &'a Delta,
+    pub(super) limit: crate::UserLimit,
+    pub(super) moved_grace: std::time::Duration,
+}
+
+/// Logs `call.user` in to a fresh id in the user's slot tag; answers the
+/// new id and the outcome.
+pub(super) async fn login_with(
+    store: &dyn crate::SessionStore,
+    call: LoginCall<'_>,
+    timeouts: &crate::store::Timeouts,
+) -> (SessionId, crate::store::LoginOutcome) {
+    let new = user_id_for(call.user);
+    let c = client();
+    let login = crate::store::Login {
+        old: call.old,
+        new: &new,
+        user_id: call.user,
+        delta: call.delta,
+        client: &c,
+        limit: call.limit,
+        moved_grace: call.moved_grace,
+    };
+    let outcome = store.login(login, timeouts).await.must("login");
+    (new, outcome)
+}

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::records::{anon_id, client, set, user_id_for, LoadOutcomeExt, Must};
-use crate::store::{Data, Login, LoginOutcome, NewSession, Timeouts};
+use super::records::{create_with, login_with, set, LoadOutcomeExt, LoginCall, Must};
+use crate::store::{Data, LoginOutcome, Timeouts};
 use crate::{SessionId, SessionStore, UserLimit};
 
 mod locks;
@@ -34,20 +34,7 @@ pub(super) fn timeouts() -> Timeouts {
 }
 
 pub(super) async fn create(store: &dyn SessionStore, d: &Data) -> SessionId {
-    let id = anon_id();
-    let c = client();
-    store
-        .create(
-            &id,
-            NewSession {
-                data: d,
-                client: &c,
-            },
-            &timeouts(),
-        )
-        .await
-        .must("create");
-    id
+    create_with(store, d, &timeouts()).await
 }
 
 pub(super) async fn login(
@@ -56,25 +43,15 @@ pub(super) async fn login(
     user: &str,
     limit: UserLimit,
 ) -> (SessionId, LoginOutcome) {
-    let new = user_id_for(user);
-    let c = client();
-    let d = set("cart", json!([1, 2]));
-    let outcome = store
-        .login(
-            Login {
-                old,
-                new: &new,
-                user_id: user,
-                delta: &d,
-                client: &c,
-                limit,
-                moved_grace: 10 * SEC,
-            },
-            &timeouts(),
-        )
-        .await
-        .must("login");
-    (new, outcome)
+    let delta = set("cart", json!([1, 2]));
+    let call = LoginCall {
+        old,
+        user,
+        delta: &delta,
+        limit,
+        moved_grace: 10 * SEC,
+    };
+    login_with(store, call, &timeouts()).await
 }
 
 pub(super) async fn live(store: &dyn SessionStore, id: &SessionId) -> bool {

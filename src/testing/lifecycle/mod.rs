@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::records::{client, set, user_id_for, Must};
+use super::records::{create_with, login_with, set, LoginCall, Must};
 use crate::store::{
-    Data, Delta, LoadOutcome, LockOutcome, Login, LoginOutcome, NewSession, Retire, RotateOutcome,
-    SaveOutcome, Tag, Timeouts, Token,
+    Data, Delta, LoadOutcome, LockOutcome, LoginOutcome, Retire, RotateOutcome, SaveOutcome,
+    Timeouts, Token,
 };
 use crate::{SessionId, SessionStore, UserLimit};
 
@@ -52,24 +52,11 @@ pub(super) fn successor_of(like: &SessionId) -> SessionId {
 }
 
 pub(super) async fn create(store: &dyn SessionStore, d: &Data) -> SessionId {
-    let id = Token::generate(&Tag::random()).id();
-    let c = client();
-    store
-        .create(
-            &id,
-            NewSession {
-                data: d,
-                client: &c,
-            },
-            &timeouts(),
-        )
-        .await
-        .must("create");
-    id
+    create_with(store, d, &timeouts()).await
 }
 
-/// Logs `user` in from `old` with `delta`; answers the new id, the new
-/// session's data and the evicted ids.
+/// Logs `user` in from `old` with `delta`; answers the new id and the
+/// outcome.
 pub(super) async fn login(
     store: &dyn SessionStore,
     old: Option<&SessionId>,
@@ -77,24 +64,14 @@ pub(super) async fn login(
     delta: &Delta,
     limit: UserLimit,
 ) -> (SessionId, LoginOutcome) {
-    let new = user_id_for(user);
-    let c = client();
-    let outcome = store
-        .login(
-            Login {
-                old,
-                new: &new,
-                user_id: user,
-                delta,
-                client: &c,
-                limit,
-                moved_grace: GRACE,
-            },
-            &timeouts(),
-        )
-        .await
-        .must("login");
-    (new, outcome)
+    let call = LoginCall {
+        old,
+        user,
+        delta,
+        limit,
+        moved_grace: GRACE,
+    };
+    login_with(store, call, &timeouts()).await
 }
 
 /// The new session's data, asserting the login went through.
