@@ -14,6 +14,7 @@ pub mod browser;
 pub mod failing_store;
 #[cfg(feature = "testing")]
 pub mod harness;
+pub mod keyed;
 pub mod load;
 pub mod outcomes;
 #[cfg(feature = "postgres")]
@@ -52,6 +53,9 @@ pub enum Backend {
         store: MemoryStore,
         clock: ManualClock,
     },
+    /// In-memory store on Tokio's clock ([`TokioClock`](sessionkit::clock::TokioClock)):
+    /// under a paused runtime, time moves with `tokio::time::sleep`.
+    MemoryPaused { store: MemoryStore },
     /// Redis store on a `redis-server` of this test's own: its clock is
     /// real, so time moves by sleeping.
     #[cfg(feature = "redis")]
@@ -125,6 +129,15 @@ impl Backend {
             .purge_interval(None)
             .build();
         Backend::Memory { store, clock }
+    }
+
+    /// A fresh in-memory backend on Tokio's clock, for paused-time tests.
+    pub async fn memory_paused() -> Self {
+        let store = MemoryStore::builder()
+            .clock(sessionkit::clock::TokioClock::new())
+            .purge_interval(None)
+            .build();
+        Backend::MemoryPaused { store }
     }
 
     /// A fresh Redis backend: starts a `redis-server` on a free port (fails
@@ -279,7 +292,9 @@ impl Backend {
     /// The store as the manager sees it.
     pub fn store(&self) -> Arc<dyn SessionStore> {
         match self {
-            Backend::Memory { store, .. } => Arc::new(store.clone()),
+            Backend::Memory { store, .. } | Backend::MemoryPaused { store } => {
+                Arc::new(store.clone())
+            }
             #[cfg(feature = "redis")]
             Backend::Redis { store, .. }
             | Backend::RedisCached { store, .. }
@@ -304,6 +319,7 @@ impl Backend {
     pub async fn advance(&self, by: Duration) {
         match self {
             Backend::Memory { clock, .. } => clock.advance(by),
+            Backend::MemoryPaused { .. } => tokio::time::sleep(by).await,
             #[cfg(feature = "redis")]
             Backend::Redis { .. }
             | Backend::RedisCached { .. }
@@ -322,6 +338,7 @@ impl Backend {
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Memory { .. } => "memory",
+            Backend::MemoryPaused { .. } => "memory-paused",
             #[cfg(feature = "redis")]
             Backend::Redis { .. } => "redis",
             #[cfg(feature = "redis")]
