@@ -531,3 +531,100 @@ async fn dropped_lock_is_released(backend: Backend) {
     );
     again.release().await.expect("release");
 }
+
+/// Where keyed sessions live in Redis, beside cookie sessions under the
+/// same prefix, and how fast a waiter hears of a release.
+#[cfg(feature = "redis")]
+mod redis_layout {
+    use std::time::Duration;
+
+    use sessionkit::store::{ClientInfo, Data, NewSession, Tag, Timeouts};
+    use sessionkit::tracker::Tracker;
+    use sessionkit::SessionId;
+
+    use super::support::Backend;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keyed_sessions_are_one_hash_apart_from_cookie_sessions() {
+        let backend = Backend::redis().await;
+        let Backend::Redis { server, store } = &backend else {
+            unreachable!()
+        };
+        let cookies = backend.store();
+        let id = sessionkit::store::Token::generate(&Tag::random()).id();
+        let _: &SessionId = &id;
+        let data = Data::from([("k".to_owned(), serde_json::json!(1))]);
+        let new = NewSession {
+            data: &data,
+            client: &ClientInfo::default(),
+        };
+        cookies
+            .create(
+                &id,
+                new,
+                &Timeouts {
+                    idle: Duration::from_secs(60),
+                    absolute: Duration::from_secs(600),
+                    touch_interval: Duration::from_secs(1),
+                },
+            )
+            .await
+            .expect("create a cookie session");
+        let t: Tracker<u32> = Tracker::new(store.clone(), "chat");
+        t.start(id.hash_part(), &7)
+            .await
+            .expect("start a keyed session");
+        let keyed_key = format!("sessionkit:{{{}}}:k", t.id(id.hash_part()));
+        let keys = server.command(&["KEYS", "sessionkit:*"]);
+        let mut keys: Vec<&str> = keys.lines().collect();
+        keys.sort();
+        let mut expected = vec![store.session_key(&id), keyed_key.clone()];
+        expected.sort();
+        assert_eq!(keys, expected, "one hash per keyed session, no other key");
+        assert_eq!(server.command(&["TYPE", &keyed_key]), "hash");
+        // The key expires with the session (Redis clock), not later.
+        let pttl: i64 = server.command(&["PTTL", &keyed_key]).parse().expect("pttl");
+        assert!(pttl > 0 && pttl <= 30 * 60 * 1000, "PTTL {pttl}");
+        // Each side's operations leave the other alone.
+        cookies.revoke(&id).await.expect("revoke");
+        assert_eq!(
+            t.get(id.hash_part()).await.expect("keyed untouched").value,
+            7
+        );
+        t.remove(id.hash_part()).await.expect("remove");
+        assert_eq!(server.command(&["EXISTS", &keyed_key]), "0");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_on_another_instance_is_woken_by_the_release() {
+        let backend = Backend::redis().await;
+        let a: Tracker<u32> = Tracker::from_arc(backend.keyed_store(), "jobs");
+        let b: Tracker<u32> = Tracker::from_arc(backend.second_keyed_store().await, "jobs");
+        a.start("job", &0).await.expect("start");
+        // Let b's release subscription come up.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut worst = Duration::ZERO;
+        for _ in 0..10 {
+            let held = a.lock("job").await.expect("lock");
+            let waiter = {
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let lock = b.lock("job").await.expect("b waits for the lock");
+                    let woke = tokio::time::Instant::now();
+                    lock.release().await.expect("release");
+                    woke
+                })
+            };
+            // b finds it held (and polls no faster than its backoff).
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let released = tokio::time::Instant::now();
+            assert!(held.release().await.expect("release"));
+            let woke = waiter.await.expect("waiter");
+            worst = worst.max(woke - released);
+        }
+        println!("keyed lock handed over to another instance within {worst:?} (worst of 10)");
+        // The notice takes a round trip or two; a waiter that missed it
+        // would poll (5 to 50 ms apart) or wait out its 500 ms recheck.
+        assert!(worst < Duration::from_millis(300), "woken after {worst:?}");
+    }
+}

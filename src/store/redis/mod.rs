@@ -223,6 +223,7 @@ mod builder;
 mod cache;
 mod conn;
 mod connection;
+mod keyed;
 mod keys;
 mod locking;
 mod login;
