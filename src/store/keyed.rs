@@ -23,7 +23,7 @@
 //! | op | needs | does | answers |
 //! |----|-------|------|---------|
 //! | `Start` | absent | creates it, active | `Record` · `Active` · `Finished` |
-//! | `Get` | the state asked for | touches (if asked) | `Record` · `Missing` · the other state |
+//! | `Get` | the state asked for | touches (if asked and [`Expiry::touch_due`]) | `Record` · `Missing` · the other state |
 //! | `Lock` | active, no live lease | bumps the fence, takes the lease, touches | `Record` with `fence` · `Held` · `Missing` · `Finished` |
 //! | `RenewLock` | active, held with the fence, lease live | extends the lease | `Done` |
 //! | `Unlock` | held with the fence | ends the lease, wakes a waiter | `Done` |
@@ -126,6 +126,21 @@ impl Expiry {
         match self.sliding {
             Some(s) => now_ms.saturating_add(ms(s)).min(deadline_ms),
             None => deadline_ms,
+        }
+    }
+
+    /// Whether a read at `now_ms` refreshes a record expiring at
+    /// `expires_ms`: when it would move the expiry by at least a tenth of
+    /// the sliding window, or a second, whichever is less. A read of a
+    /// record read a moment ago then writes nothing, and an expiry is
+    /// never more than that early.
+    pub fn touch_due(&self, now_ms: i64, expires_ms: i64, deadline_ms: i64) -> bool {
+        match self.sliding {
+            Some(s) => {
+                let step = (ms(s) / 10).min(1000);
+                self.expires_ms(now_ms, deadline_ms) - expires_ms >= step.max(1)
+            }
+            None => false,
         }
     }
 

@@ -164,7 +164,11 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Tracker<T> {
         Tracked::decode(r)
     }
 
-    /// Reads the active session `key`, refreshing its sliding expiry.
+    /// Reads the active session `key`, refreshing its sliding expiry. A
+    /// read writes only when that moves the expiry by a tenth of the
+    /// sliding window or a second, whichever is less
+    /// ([`Expiry::touch_due`](crate::store::keyed::Expiry::touch_due)), so
+    /// reads in quick succession cost the store no write.
     ///
     /// # Errors
     /// [`NotFound`](TrackerError::NotFound), [`Finished`](TrackerError::Finished).

@@ -2,8 +2,10 @@
 //! operation is one call of `scripts/keyed.lua` on the record's one hash,
 //! `<prefix>:{<keyed id>}:k` (the active and the finished session are one
 //! key, so finish and resume are one step in one slot on a Cluster too).
-//! Keyed calls go over the store's plain connection, never the client
-//! cache's tracked links: keyed sessions are not cached.
+//! A `get` whose touch is not due is a plain `HMGET` + `PTTL` pipeline
+//! instead (as cookie-session reads are). Keyed calls go over the store's
+//! plain connection, never the client cache's tracked links: keyed
+//! sessions are not cached.
 
 use ::redis::Value;
 use async_trait::async_trait;
@@ -128,6 +130,74 @@ fn decode(v: Value) -> Result<KeyedReply> {
     })
 }
 
+/// The fields a plain read takes, in this order.
+const READ_FIELDS: [&str; 7] = ["st", "val", "ver", "t0", "since", "exp", "dl"];
+
+/// What a plain read found: a reply, or that the script must decide.
+enum Plain {
+    Reply(KeyedReply),
+    Script,
+}
+
+impl RedisStore {
+    /// A `get` without Lua: `HMGET` and `PTTL` in one pipeline. Redis
+    /// refuses an expired key itself, and the key's expiry is the record's
+    /// (`PEXPIREAT exp`), so the Redis time is `exp - PTTL`. A due touch,
+    /// a key without a TTL or fields that do not decode go to the script.
+    async fn plain_get(
+        &self,
+        key: &str,
+        state: KeyedState,
+        touch: bool,
+        timeouts: &KeyedTimeouts,
+    ) -> Result<Plain> {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("HMGET").arg(key).arg(&READ_FIELDS[..]).cmd("PTTL").arg(key);
+        let mut conn = self.connection().await?;
+        let (fields, pttl): (Vec<Option<String>>, i64) =
+            within(self.inner.command_timeout, pipe.query_async(&mut conn)).await?;
+        let [Some(st), Some(value), ver, t0, since, exp, dl] = <[Option<String>; 7]>::try_from(fields)
+            .map_err(|_| Error::store("RedisStore: HMGET answered another number of fields"))?
+        else {
+            return Ok(Plain::Reply(KeyedReply::Missing));
+        };
+        let num = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
+        let (Some(found), Some(ver), Some(t0), Some(since), Some(exp), Some(dl)) = (
+            KeyedState::parse(&st),
+            num(ver).and_then(|v| u64::try_from(v).ok()),
+            num(t0),
+            num(since),
+            num(exp),
+            num(dl),
+        ) else {
+            return Ok(Plain::Script);
+        };
+        if pttl < 0 {
+            return Ok(Plain::Script);
+        }
+        if found != state {
+            return Ok(Plain::Reply(match found {
+                KeyedState::Active => KeyedReply::Active,
+                KeyedState::Finished => KeyedReply::Finished,
+            }));
+        }
+        let now_ms = exp - pttl;
+        if touch && timeouts.of(found).touch_due(now_ms, exp, dl) {
+            return Ok(Plain::Script);
+        }
+        Ok(Plain::Reply(KeyedReply::Record(KeyedRecord {
+            state: found,
+            value,
+            version: ver,
+            started_ms: t0,
+            since_ms: since,
+            expires_ms: exp,
+            now_ms,
+            fence: None,
+        })))
+    }
+}
+
 #[async_trait]
 impl KeyedStore for RedisStore {
     async fn keyed(
@@ -137,6 +207,11 @@ impl KeyedStore for RedisStore {
         timeouts: &KeyedTimeouts,
     ) -> Result<KeyedReply> {
         let keys = [self.inner.keys.keyed(id)];
+        if let KeyedOp::Get { state, touch } = op {
+            if let Plain::Reply(reply) = self.plain_get(&keys[0], state, touch, timeouts).await? {
+                return Ok(reply);
+            }
+        }
         let (name, value, guard_kind, guard, lease, state, touch) = op_args(&op);
         let releases = &self.inner.releases;
         let mut inv = invocation(&self.inner.scripts.keyed, &keys);

@@ -53,7 +53,9 @@ impl Scripts {
             lock: script(include_str!("scripts/lock.lua")),
             renew_lock: script(include_str!("scripts/renew_lock.lua")),
             unlock: script(include_str!("scripts/unlock.lua")),
-            keyed: script(include_str!("scripts/keyed.lua")),
+            // Alone: it needs none of `common.lua`, whose ~30 local
+            // functions every call would define again.
+            keyed: Script::new(&format!("{SHEBANG}{}", include_str!("scripts/keyed.lua"))),
         }
     }
 

@@ -15,8 +15,14 @@
 -- Reply: {'record', st, val, ver, t0, since, exp, now, fence or 0} |
 -- {'missing'} | {'active'} | {'finished'} | {'conflict', ver} | {'fenced'}
 -- | {'held', lease left ms} | {'done', 0|1}.
+-- Runs without common.lua (see scripts.rs), so it has its own clock.
 local key, op = KEYS[1], ARGV[1]
-local now = now_ms()
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+local function int(n)
+  return string.format('%d', n)
+end
 local NEVER = 4503599627370496 -- 2^52, as NEVER_MS
 
 local function limits(state)
@@ -103,8 +109,7 @@ end
 
 if not r then
   if op == 'start' then
-    local t = redis.call('TIME')
-    local seed = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local seed = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
     r = {st = 'active', val = ARGV[2], ver = seed, fence = seed, t0 = now, since = now,
       dl = deadline_of('active', now)}
     touch(r)
@@ -119,7 +124,11 @@ local active = r.st == 'active'
 if op == 'start' then return {r.st} end
 if op == 'get' then
   if ARGV[6] ~= r.st then return {r.st} end
-  if ARGV[7] == '1' then
+  local _, slide = limits(r.st)
+  -- Touch only when it moves the expiry by a tenth of the window (at most
+  -- a second): a read right after another writes nothing (Expiry::touch_due).
+  if ARGV[7] == '1' and slide >= 0
+    and math.min(now + slide, r.dl) - r.exp >= math.max(math.min(math.floor(slide / 10), 1000), 1) then
     touch(r)
     redis.call('HSET', key, 'exp', int(r.exp))
     redis.call('PEXPIREAT', key, int(r.exp))
