@@ -31,14 +31,22 @@ async fn stores() -> Result<Stores, sessionkit::Error> {
         use sessionkit::postgres::PostgresStore;
         let a = PostgresStore::connect(&url).await?;
         let b = PostgresStore::connect(&url).await?;
-        return Ok((Arc::new(a), Arc::new(b), "PostgreSQL (two pools)".to_owned()));
+        return Ok((
+            Arc::new(a),
+            Arc::new(b),
+            "PostgreSQL (two pools)".to_owned(),
+        ));
     }
     #[cfg(feature = "redis")]
     if let Ok(url) = std::env::var("REDIS_URL") {
         use sessionkit::redis::RedisStore;
         let a = RedisStore::connect(&url).await?;
         let b = RedisStore::connect(&url).await?;
-        return Ok((Arc::new(a), Arc::new(b), "Redis (two connections)".to_owned()));
+        return Ok((
+            Arc::new(a),
+            Arc::new(b),
+            "Redis (two connections)".to_owned(),
+        ));
     }
     let memory = sessionkit::MemoryStore::new();
     Ok((

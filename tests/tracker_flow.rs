@@ -19,12 +19,23 @@ async fn passes_the_conversation_between_workers(backend: Backend) {
     .await
     .unwrap_or_else(|e| panic!("{}: the flow failed: {e}", backend.name()));
     let workers: Vec<&str> = steps.iter().map(|s| s.worker).collect();
-    assert_eq!(workers, ["worker A", "worker B"].repeat(4), "alternating workers");
+    assert_eq!(
+        workers,
+        ["worker A", "worker B"].repeat(4),
+        "alternating workers"
+    );
     let states: Vec<KeyedState> = steps.iter().map(|s| s.state).collect();
     use KeyedState::{Active as A, Finished as F};
     assert_eq!(states, [A, A, A, A, F, F, A, A]);
-    let counts: Vec<usize> = steps.iter().map(|s| s.conversation.messages.len()).collect();
-    assert_eq!(counts, [0, 1, 2, 3, 3, 3, 3, 4], "every message kept, in order");
+    let counts: Vec<usize> = steps
+        .iter()
+        .map(|s| s.conversation.messages.len())
+        .collect();
+    assert_eq!(
+        counts,
+        [0, 1, 2, 3, 3, 3, 3, 4],
+        "every message kept, in order"
+    );
     let last = &steps[7].conversation;
     assert_eq!(last.messages[2], "INV-1024");
     assert_eq!(last.messages[3], "one more thing");
@@ -48,4 +59,10 @@ async fn redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster() {
     passes_the_conversation_between_workers(Backend::redis_cluster().await).await
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres() {
+    passes_the_conversation_between_workers(Backend::postgres().await).await
 }

@@ -94,7 +94,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     if opts.runs(Group::Tracker) {
         eprintln!("== keyed sessions (Tracker)");
-        res.tracker = Some(cells::tracker::run(&redis.url(), &mut stats, opts.short_secs));
+        res.tracker = Some(cells::tracker::run(
+            &redis.url(),
+            &mut stats,
+            opts.short_secs,
+        ));
     }
     if opts.runs(Group::Micro) {
         eprintln!("== micro-benchmark (in-process, {} s)", opts.micro_secs);

@@ -13,7 +13,7 @@
 //! # Guarantees
 //!
 //! - **One store step per operation.** Each method is one call of the
-//!   store's [`KeyedStore::keyed`](crate::store::keyed::KeyedStore::keyed)
+//!   store's [`KeyedStore::keyed`]
 //!   (one Lua script in Redis, one SQL function call in PostgreSQL, one
 //!   lock-held section in memory). [`get_locked`](Tracker::get_locked)
 //!   takes the lock and reads in that one step; finish and resume change

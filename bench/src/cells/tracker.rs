@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sessionkit::redis::RedisStore;
-use sessionkit::store::{ClientInfo, Data, Delta, LoadOutcome, LockOutcome, NewSession, Tag, Token};
+use sessionkit::store::{
+    ClientInfo, Data, Delta, LoadOutcome, LockOutcome, NewSession, Tag, Token,
+};
 use sessionkit::tracker::{Tracker, TrackerError};
 use sessionkit::{SessionId, SessionStore};
 
@@ -101,10 +103,7 @@ async fn sessions(store: &RedisStore) -> Result<Vec<SessionId>, String> {
             data: &data,
             client: &ClientInfo::default(),
         };
-        store
-            .create(&id, new, &sk::timeouts())
-            .await
-            .map_err(err)?;
+        store.create(&id, new, &sk::timeouts()).await.map_err(err)?;
         ids.push(id);
     }
     Ok(ids)
@@ -115,16 +114,14 @@ pub fn run(redis_url: &str, stats: &mut Resp, secs: u64) -> Result<TrackerCells,
     let store = rt.block_on(sk::connect(redis_url))?;
     let tracker: Tracker<Value> = Tracker::new(store.clone(), "bench");
     let ids = Arc::new(rt.block_on(sessions(&store))?);
-    let versions: Arc<Vec<AtomicU64>> = Arc::new(
-        rt.block_on(async {
-            let mut v = Vec::new();
-            for task in 0..TASKS {
-                let started = tracker.start(&key(task), &vec![0; 8]).await.map_err(err)?;
-                v.push(AtomicU64::new(started.version));
-            }
-            Ok::<_, String>(v)
-        })?,
-    );
+    let versions: Arc<Vec<AtomicU64>> = Arc::new(rt.block_on(async {
+        let mut v = Vec::new();
+        for task in 0..TASKS {
+            let started = tracker.start(&key(task), &vec![0; 8]).await.map_err(err)?;
+            v.push(AtomicU64::new(started.version));
+        }
+        Ok::<_, String>(v)
+    })?);
     let mut pairs = Vec::new();
 
     let t = tracker.clone();
@@ -162,7 +159,9 @@ pub fn run(redis_url: &str, stats: &mut Resp, secs: u64) -> Result<TrackerCells,
                 set: vec![("n".to_owned(), serde_json::json!(task))],
                 ..Delta::default()
             };
-            s.save(&i[task], &delta, &sk::timeouts()).await.map_err(err)?;
+            s.save(&i[task], &delta, &sk::timeouts())
+                .await
+                .map_err(err)?;
             Ok(0)
         }
     })?;
@@ -178,8 +177,10 @@ pub fn run(redis_url: &str, stats: &mut Resp, secs: u64) -> Result<TrackerCells,
         let (s, i) = (s.clone(), Arc::clone(&i));
         async move {
             let lease = Duration::from_secs(10);
-            let LockOutcome::Acquired { fence, .. } =
-                s.lock(&i[task], lease, &sk::timeouts()).await.map_err(err)?
+            let LockOutcome::Acquired { fence, .. } = s
+                .lock(&i[task], lease, &sk::timeouts())
+                .await
+                .map_err(err)?
             else {
                 return Err("session lock not acquired".into());
             };
@@ -188,7 +189,9 @@ pub fn run(redis_url: &str, stats: &mut Resp, secs: u64) -> Result<TrackerCells,
                 fence: Some(fence),
                 ..Delta::default()
             };
-            s.save(&i[task], &delta, &sk::timeouts()).await.map_err(err)?;
+            s.save(&i[task], &delta, &sk::timeouts())
+                .await
+                .map_err(err)?;
             s.unlock(&i[task], fence).await.map_err(err)?;
             Ok(0)
         }

@@ -145,7 +145,10 @@ fn apply(
         KeyedOp::Start { .. } => (state_reply(row.state), false),
         KeyedOp::Get { state, .. } if state != row.state => (state_reply(row.state), false),
         KeyedOp::Get { touch, .. } => {
-            if touch && t.of(row.state).touch_due(now, row.expires_ms, row.deadline_ms) {
+            if touch
+                && t.of(row.state)
+                    .touch_due(now, row.expires_ms, row.deadline_ms)
+            {
                 row.touch(now, t);
             }
             (KeyedReply::Record(row.record(now, None)), false)

@@ -152,12 +152,17 @@ impl RedisStore {
         timeouts: &KeyedTimeouts,
     ) -> Result<Plain> {
         let mut pipe = ::redis::pipe();
-        pipe.cmd("HMGET").arg(key).arg(&READ_FIELDS[..]).cmd("PTTL").arg(key);
+        pipe.cmd("HMGET")
+            .arg(key)
+            .arg(&READ_FIELDS[..])
+            .cmd("PTTL")
+            .arg(key);
         let mut conn = self.connection().await?;
         let (fields, pttl): (Vec<Option<String>>, i64) =
             within(self.inner.command_timeout, pipe.query_async(&mut conn)).await?;
-        let [Some(st), Some(value), ver, t0, since, exp, dl] = <[Option<String>; 7]>::try_from(fields)
-            .map_err(|_| Error::store("RedisStore: HMGET answered another number of fields"))?
+        let [Some(st), Some(value), ver, t0, since, exp, dl] =
+            <[Option<String>; 7]>::try_from(fields)
+                .map_err(|_| Error::store("RedisStore: HMGET answered another number of fields"))?
         else {
             return Ok(Plain::Reply(KeyedReply::Missing));
         };
