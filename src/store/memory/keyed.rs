@@ -117,7 +117,10 @@ fn apply(
             KeyedOp::Start { value } => {
                 // The clock has milliseconds only: the random part keeps a
                 // restart within the same millisecond from reusing versions.
-                let seed = u64::try_from(now).unwrap_or(0) * 1000 + rand::random_range(0..1000);
+                let seed = u64::try_from(now)
+                    .unwrap_or(0)
+                    .saturating_mul(1000)
+                    .saturating_add(rand::random_range(0..1000));
                 let deadline_ms = t.active.deadline_ms(now);
                 let row = Row {
                     state: KeyedState::Active,

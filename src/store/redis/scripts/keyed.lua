@@ -161,13 +161,16 @@ if op == 'update' or op == 'finish' then
   local refused = refuses(r)
   if refused then return refused end
   if op == 'update' then
+    -- Only what an update changes: the value, the version, the expiry.
     r.val = ARGV[2]
     r.ver = r.ver + 1
     touch(r)
-  else
-    if r.lf then released(r) end
-    enter(r, 'finished')
+    redis.call('HSET', key, 'val', r.val, 'ver', int(r.ver), 'exp', int(r.exp))
+    redis.call('PEXPIREAT', key, int(r.exp))
+    return record(r)
   end
+  if r.lf then released(r) end
+  enter(r, 'finished')
   save(r)
   return record(r)
 end
