@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sessionkit::tracker::KeyedStore;
 
-use super::Backend;
+use super::{Backend, Concrete};
 #[cfg(feature = "postgres")]
 use sessionkit::postgres::PostgresStore;
 #[cfg(feature = "redis")]
@@ -15,21 +15,12 @@ use sessionkit::redis::RedisStore;
 impl Backend {
     /// The backend's store as a tracker sees it.
     pub fn keyed_store(&self) -> Arc<dyn KeyedStore> {
-        match self {
-            Backend::Memory { store, .. } | Backend::MemoryPaused { store } => {
-                Arc::new(store.clone())
-            }
+        match self.concrete() {
+            Concrete::Memory(s) => Arc::new(s),
             #[cfg(feature = "redis")]
-            Backend::Redis { store, .. }
-            | Backend::RedisCached { store, .. }
-            | Backend::RedisCluster { store, .. }
-            | Backend::RedisClusterCached { store, .. }
-            | Backend::RedisSentinel { store, .. }
-            | Backend::RedisSentinelCached { store, .. } => Arc::new(store.clone()),
+            Concrete::Redis(s) => Arc::new(s),
             #[cfg(feature = "postgres")]
-            Backend::Postgres { store, .. } | Backend::PostgresCached { store, .. } => {
-                Arc::new(store.clone())
-            }
+            Concrete::Postgres(s) => Arc::new(s),
         }
     }
 

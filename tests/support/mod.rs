@@ -46,6 +46,15 @@ use sessionkit::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 use sessionkit::redis::RedisStore;
 
+/// A backend's store as its own type (one per store kind).
+pub enum Concrete {
+    Memory(MemoryStore),
+    #[cfg(feature = "redis")]
+    Redis(RedisStore),
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresStore),
+}
+
 /// A store under test, with a way to move its clock.
 pub enum Backend {
     /// In-memory store on a manual clock: time moves instantly.
@@ -289,11 +298,11 @@ impl Backend {
         (sentinel, prefix, store)
     }
 
-    /// The store as the manager sees it.
-    pub fn store(&self) -> Arc<dyn SessionStore> {
+    /// The backend's store, as its own type.
+    pub fn concrete(&self) -> Concrete {
         match self {
             Backend::Memory { store, .. } | Backend::MemoryPaused { store } => {
-                Arc::new(store.clone())
+                Concrete::Memory(store.clone())
             }
             #[cfg(feature = "redis")]
             Backend::Redis { store, .. }
@@ -301,11 +310,22 @@ impl Backend {
             | Backend::RedisCluster { store, .. }
             | Backend::RedisClusterCached { store, .. }
             | Backend::RedisSentinel { store, .. }
-            | Backend::RedisSentinelCached { store, .. } => Arc::new(store.clone()),
+            | Backend::RedisSentinelCached { store, .. } => Concrete::Redis(store.clone()),
             #[cfg(feature = "postgres")]
             Backend::Postgres { store, .. } | Backend::PostgresCached { store, .. } => {
-                Arc::new(store.clone())
+                Concrete::Postgres(store.clone())
             }
+        }
+    }
+
+    /// The store as the manager sees it.
+    pub fn store(&self) -> Arc<dyn SessionStore> {
+        match self.concrete() {
+            Concrete::Memory(s) => Arc::new(s),
+            #[cfg(feature = "redis")]
+            Concrete::Redis(s) => Arc::new(s),
+            #[cfg(feature = "postgres")]
+            Concrete::Postgres(s) => Arc::new(s),
         }
     }
 

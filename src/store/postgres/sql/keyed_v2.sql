@@ -66,6 +66,24 @@ LANGUAGE sql IMMUTABLE AS $$
         ELSE least(p_now + p_sliding, p_deadline) END
 $$;
 
+-- A record entering `p_state` at `p_now` (finish, resume): the state's
+-- deadline and expiry from now, the version bumped, the lock ended.
+CREATE OR REPLACE FUNCTION {schema}.{prefix}keyed_enter(k {schema}.{prefix}keyed, p_state text,
+    p_now bigint, p_absolute bigint, p_sliding bigint)
+RETURNS {schema}.{prefix}keyed
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    k.version := k.version + 1;
+    k.state := p_state;
+    k.since_ms := p_now;
+    k.deadline_ms := {schema}.{prefix}keyed_deadline(p_now, p_absolute);
+    k.lock_fence := NULL;
+    k.lock_until_ms := NULL;
+    k.expires_ms := {schema}.{prefix}keyed_expires(p_now, p_sliding, k.deadline_ms);
+    RETURN k;
+END
+$$;
+
 -- Applies the operation `p_op` ('start', 'get', 'lock', 'renew_lock',
 -- 'unlock', 'update', 'finish', 'resume', 'remove') to the record `p_id`.
 -- Its arguments: `p_value` (start, update), the guard `p_guard` ('version',
@@ -207,27 +225,15 @@ BEGIN
                 k.deadline_ms);
         ELSE
             r.released := k.lock_fence IS NOT NULL;
-            k.version := k.version + 1;
-            k.state := 'finished';
-            k.since_ms := now_ms;
-            k.deadline_ms := {schema}.{prefix}keyed_deadline(now_ms, p_finished_absolute);
-            k.lock_fence := NULL;
-            k.lock_until_ms := NULL;
-            k.expires_ms := {schema}.{prefix}keyed_expires(now_ms, p_finished_sliding,
-                k.deadline_ms);
+            k := {schema}.{prefix}keyed_enter(k, 'finished', now_ms, p_finished_absolute,
+                p_finished_sliding);
         END IF;
     ELSIF p_op = 'resume' THEN
         IF k.state = 'active' THEN
             r.status := 'active';
         ELSE
-            k.version := k.version + 1;
-            k.state := 'active';
-            k.since_ms := now_ms;
-            k.deadline_ms := {schema}.{prefix}keyed_deadline(now_ms, p_active_absolute);
-            k.lock_fence := NULL;
-            k.lock_until_ms := NULL;
-            k.expires_ms := {schema}.{prefix}keyed_expires(now_ms, p_active_sliding,
-                k.deadline_ms);
+            k := {schema}.{prefix}keyed_enter(k, 'active', now_ms, p_active_absolute,
+                p_active_sliding);
         END IF;
     ELSIF p_op = 'remove' THEN
         DELETE FROM {schema}.{prefix}keyed WHERE id = p_id;
