@@ -71,6 +71,52 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system time at creation, moved on by Tokio's clock: under
+/// `tokio::time::pause()` (or `#[tokio::test(start_paused = true)]`) it
+/// stands still and moves with `tokio::time::advance` and auto-advance, so
+/// a test can wait out a [`MemoryStore`](crate::MemoryStore)'s expiry with
+/// `tokio::time::sleep` and no real waiting. Clones share one start.
+///
+/// ```
+/// use sessionkit::clock::{Clock, TokioClock};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let clock = TokioClock::new();
+/// let before = clock.now_ms();
+/// tokio::time::sleep(Duration::from_secs(60)).await; // instant: time is paused
+/// assert_eq!(clock.now_ms() - before, 60_000);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    base_ms: i64,
+    base: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock that reads the system time now and moves with Tokio's.
+    pub fn new() -> Self {
+        TokioClock {
+            base_ms: SystemClock.now_ms(),
+            base: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> i64 {
+        self.base_ms
+            .saturating_add(duration_ms(self.base.elapsed()))
+    }
+}
+
 /// A duration in whole milliseconds, saturating.
 pub(crate) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

@@ -123,6 +123,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod token;
+pub mod tracker;
 
 #[cfg(feature = "actix")]
 pub mod actix;

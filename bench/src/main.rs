@@ -4,6 +4,7 @@
 //! cargo run --release -p sessionkit-bench                      # everything, ~8 min on 2 cores
 //! cargo run --release -p sessionkit-bench -- --cells login-scaling   # one group
 //! cargo run --release -p sessionkit-bench -- --cells postgres  # PostgresStore vs RedisStore (needs postgresql)
+//! cargo run --release -p sessionkit-bench -- --cells tracker   # keyed sessions vs cookie-session store calls
 //! cargo run --release -p sessionkit-bench -- --duration 10 --connections 64
 //! cargo run --release -p sessionkit-bench -- micro             # in-process memory-store overhead
 //! cargo run --release -p sessionkit-bench -- micro --callgrind # + instruction counts (valgrind)
@@ -60,7 +61,7 @@ OPTIONS (full benchmark):
   --routes R[,R..]       routes to load, of login,read,write (default all)
   --cells G[,G..]        cell groups to run (default all): table, cached-read,
                          postgres, login-scaling, user-ops, locked-write, memory,
-                         micro (postgres also needs PostgreSQL's initdb/pg_ctl)
+                         tracker, micro (postgres also needs PostgreSQL's initdb/pg_ctl)
   --no-micro             skip the in-process micro-benchmark at the end
   --micro-secs SECS      time budget of that micro-benchmark (default 3)
   --short-secs SECS      wrk run of each locked-write cell (default 3)

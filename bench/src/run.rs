@@ -92,6 +92,14 @@ pub fn main(args: &[String]) -> Result<(), String> {
         eprintln!("== Redis memory per session");
         res.memory = Some(cells::memory::run(&opts, &redis, &mut stats));
     }
+    if opts.runs(Group::Tracker) {
+        eprintln!("== keyed sessions (Tracker)");
+        res.tracker = Some(cells::tracker::run(
+            &redis.url(),
+            &mut stats,
+            opts.short_secs,
+        ));
+    }
     if opts.runs(Group::Micro) {
         eprintln!("== micro-benchmark (in-process, {} s)", opts.micro_secs);
         res.micro = Some(micro::measure(Duration::from_secs(opts.micro_secs), 2000));

@@ -112,6 +112,8 @@ use async_trait::async_trait;
 
 use crate::Result;
 
+pub mod keyed;
+pub(crate) mod lock_wait;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(feature = "postgres")]

@@ -14,6 +14,7 @@ pub mod browser;
 pub mod failing_store;
 #[cfg(feature = "testing")]
 pub mod harness;
+pub mod keyed;
 pub mod load;
 pub mod outcomes;
 #[cfg(feature = "postgres")]
@@ -45,6 +46,15 @@ use sessionkit::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 use sessionkit::redis::RedisStore;
 
+/// A backend's store as its own type (one per store kind).
+pub enum Concrete {
+    Memory(MemoryStore),
+    #[cfg(feature = "redis")]
+    Redis(RedisStore),
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresStore),
+}
+
 /// A store under test, with a way to move its clock.
 pub enum Backend {
     /// In-memory store on a manual clock: time moves instantly.
@@ -52,6 +62,9 @@ pub enum Backend {
         store: MemoryStore,
         clock: ManualClock,
     },
+    /// In-memory store on Tokio's clock ([`TokioClock`](sessionkit::clock::TokioClock)):
+    /// under a paused runtime, time moves with `tokio::time::sleep`.
+    MemoryPaused { store: MemoryStore },
     /// Redis store on a `redis-server` of this test's own: its clock is
     /// real, so time moves by sleeping.
     #[cfg(feature = "redis")]
@@ -125,6 +138,15 @@ impl Backend {
             .purge_interval(None)
             .build();
         Backend::Memory { store, clock }
+    }
+
+    /// A fresh in-memory backend on Tokio's clock, for paused-time tests.
+    pub async fn memory_paused() -> Self {
+        let store = MemoryStore::builder()
+            .clock(sessionkit::clock::TokioClock::new())
+            .purge_interval(None)
+            .build();
+        Backend::MemoryPaused { store }
     }
 
     /// A fresh Redis backend: starts a `redis-server` on a free port (fails
@@ -276,21 +298,34 @@ impl Backend {
         (sentinel, prefix, store)
     }
 
-    /// The store as the manager sees it.
-    pub fn store(&self) -> Arc<dyn SessionStore> {
+    /// The backend's store, as its own type.
+    pub fn concrete(&self) -> Concrete {
         match self {
-            Backend::Memory { store, .. } => Arc::new(store.clone()),
+            Backend::Memory { store, .. } | Backend::MemoryPaused { store } => {
+                Concrete::Memory(store.clone())
+            }
             #[cfg(feature = "redis")]
             Backend::Redis { store, .. }
             | Backend::RedisCached { store, .. }
             | Backend::RedisCluster { store, .. }
             | Backend::RedisClusterCached { store, .. }
             | Backend::RedisSentinel { store, .. }
-            | Backend::RedisSentinelCached { store, .. } => Arc::new(store.clone()),
+            | Backend::RedisSentinelCached { store, .. } => Concrete::Redis(store.clone()),
             #[cfg(feature = "postgres")]
             Backend::Postgres { store, .. } | Backend::PostgresCached { store, .. } => {
-                Arc::new(store.clone())
+                Concrete::Postgres(store.clone())
             }
+        }
+    }
+
+    /// The store as the manager sees it.
+    pub fn store(&self) -> Arc<dyn SessionStore> {
+        match self.concrete() {
+            Concrete::Memory(s) => Arc::new(s),
+            #[cfg(feature = "redis")]
+            Concrete::Redis(s) => Arc::new(s),
+            #[cfg(feature = "postgres")]
+            Concrete::Postgres(s) => Arc::new(s),
         }
     }
 
@@ -304,6 +339,7 @@ impl Backend {
     pub async fn advance(&self, by: Duration) {
         match self {
             Backend::Memory { clock, .. } => clock.advance(by),
+            Backend::MemoryPaused { .. } => tokio::time::sleep(by).await,
             #[cfg(feature = "redis")]
             Backend::Redis { .. }
             | Backend::RedisCached { .. }
@@ -322,6 +358,7 @@ impl Backend {
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Memory { .. } => "memory",
+            Backend::MemoryPaused { .. } => "memory-paused",
             #[cfg(feature = "redis")]
             Backend::Redis { .. } => "redis",
             #[cfg(feature = "redis")]

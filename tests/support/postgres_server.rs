@@ -13,8 +13,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
-use super::redis_server::free_port;
-
 const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, pg_ctl) not found: install them \
      with `apt-get install postgresql` (Debian/Ubuntu), or put its bin directory on PATH";
 
@@ -311,4 +309,11 @@ fn bin_dir() -> PathBuf {
             .unwrap_or_else(|| panic!("{INSTALL_HINT}"))
     })
     .clone()
+}
+
+/// A port nobody listens on now (the suite's own copy: the Redis harness,
+/// which has one too, is built only with the `redis` feature).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
 }

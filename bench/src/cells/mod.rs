@@ -10,6 +10,7 @@ pub mod populate;
 pub mod postgres;
 pub mod sk;
 pub mod table;
+pub mod tracker;
 pub mod user_ops;
 
 use std::collections::BTreeMap;
@@ -36,13 +37,16 @@ pub enum Group {
     LockedWrite,
     /// Redis memory per logged-in session.
     Memory,
+    /// Keyed sessions (`Tracker`): get, update and locked update beside
+    /// the cookie-session store calls, and one contended key.
+    Tracker,
     /// The in-process memory-store micro-benchmark, and the memory store
     /// growing past a million sessions.
     Micro,
 }
 
 impl Group {
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 9] = [
         Group::Table,
         Group::CachedRead,
         Group::Postgres,
@@ -50,6 +54,7 @@ impl Group {
         Group::UserOps,
         Group::LockedWrite,
         Group::Memory,
+        Group::Tracker,
         Group::Micro,
     ];
 
@@ -62,6 +67,7 @@ impl Group {
             Group::UserOps => "user-ops",
             Group::LockedWrite => "locked-write",
             Group::Memory => "memory",
+            Group::Tracker => "tracker",
             Group::Micro => "micro",
         }
     }

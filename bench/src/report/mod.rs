@@ -29,6 +29,7 @@ pub struct Results {
     pub user_ops: Option<Result<UserOps, String>>,
     pub locked: Option<Vec<locked::Row>>,
     pub memory: Option<Result<MemoryCell, String>>,
+    pub tracker: Option<Result<crate::cells::tracker::TrackerCells, String>>,
     pub micro: Option<Result<MicroResult, String>>,
     pub growth: Option<Result<crate::cells::growth::Growth, String>>,
 }
@@ -276,6 +277,13 @@ pub fn render(machine: &str, setup: &Setup, res: &Results, opts: &Options) -> St
         Some(Ok(m)) => o.push_str(&memory::render(m)),
         Some(Err(e)) => {
             let _ = writeln!(o, "memory cell failed: {e}\n");
+        }
+        None => {}
+    }
+    match &res.tracker {
+        Some(Ok(t)) => o.push_str(&crate::cells::tracker::render(t)),
+        Some(Err(e)) => {
+            let _ = writeln!(o, "tracker cells failed: {e}\n");
         }
         None => {}
     }

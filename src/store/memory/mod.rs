@@ -7,6 +7,7 @@
 //! or purge holds up the whole store. Each shard keeps an expiry queue; the
 //! purge pops the due entries shard by shard in bounded batches (`purge`).
 
+mod keyed;
 mod ops;
 mod purge;
 mod shards;
@@ -50,6 +51,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Lock waiters to wake on `unlock` (see `wake.rs`).
     waiters: crate::store::waiters::Waiters<SessionId>,
+    /// Keyed sessions (`keyed.rs`), apart from cookie sessions.
+    keyed: keyed::Keyed,
 }
 
 /// Builds a [`MemoryStore`] with a custom clock or purge interval.
@@ -80,6 +83,7 @@ impl MemoryStoreBuilder {
             shards: Shards::new(),
             clock: self.clock,
             waiters: Default::default(),
+            keyed: Default::default(),
         });
         if let (Some(every), Ok(rt)) = (self.purge_interval, tokio::runtime::Handle::try_current())
         {
@@ -109,10 +113,16 @@ impl MemoryStore {
         }
     }
 
-    /// Removes every expired session and marker now. Returns how many
-    /// entries were removed.
+    /// Removes every expired session, marker and keyed session now.
+    /// Returns how many entries were removed.
     pub fn purge_expired(&self) -> usize {
-        self.inner.purge()
+        self.inner.purge() + self.inner.keyed.purge(self.inner.clock.now_ms())
+    }
+
+    /// How many keyed sessions ([`Tracker`](crate::tracker::Tracker)) the
+    /// store holds, expired ones included until purged.
+    pub fn keyed_len(&self) -> usize {
+        self.inner.keyed.len()
     }
 
     /// How many entries (sessions and short-lived markers) the store holds,

@@ -56,6 +56,7 @@ pub(super) async fn task(store: Weak<Inner>, every: Duration) {
                 }
             }
         }
+        purged += inner.keyed.purge(now);
         drop(inner);
         if purged > 0 {
             tracing::debug!(purged, "purged expired sessions");

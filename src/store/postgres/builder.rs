@@ -254,6 +254,8 @@ impl PostgresStoreBuilder {
                     cache::Cache::new(max, self.heartbeat, margin)
                 }),
                 waiters: Waiters::default(),
+                keyed_waiters: Waiters::default(),
+                origin: format!("{:016x}", rand::random::<u64>()),
                 listening: AtomicBool::new(false),
             }),
         };

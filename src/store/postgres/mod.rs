@@ -49,6 +49,20 @@
 //! - **Locks with fencing** are columns of the session row; `unlock` sends
 //!   a `NOTIFY`, so waiters on every instance wake at once.
 //!
+//! # Keyed sessions
+//!
+//! The [`Tracker`](crate::tracker::Tracker)'s records (schema version 2)
+//! are rows of `<prefix>keyed`, one per [`KeyedId`](crate::tracker::KeyedId),
+//! the value as JSON text. Each [`KeyedOp`](crate::store::keyed::KeyedOp) is
+//! one call of the PL/pgSQL function `<prefix>keyed`, which locks the row
+//! (`FOR UPDATE`; a start inserts with `ON CONFLICT DO NOTHING`, so two
+//! starts of one id make one record) and applies the operation as the
+//! memory store does, on the database's clock. Releasing a keyed lock (an
+//! unlock, or a finish or removal of a locked record) sends a `NOTIFY` on
+//! the same channel as session locks, so waiters on every instance wake.
+//! Keyed records bypass the local cache; the background purge deletes the
+//! expired ones.
+//!
 //! # Schema and migrations
 //!
 //! [`build`](PostgresStoreBuilder::build) creates the schema (unless
@@ -77,6 +91,7 @@
 
 mod builder;
 mod cache;
+mod keyed;
 mod ops;
 mod purge;
 mod reply;
@@ -110,6 +125,12 @@ struct Inner {
     cache: Option<cache::Cache>,
     /// Lock waiters of this instance, woken by `unlock` notifications.
     waiters: Waiters<SessionId>,
+    /// Keyed-lock waiters of this instance, by keyed id (as text: the
+    /// listener reads it from a notification payload).
+    keyed_waiters: Waiters<String>,
+    /// This instance's tag in keyed release notices: its listener skips
+    /// its own, whose waiters the releasing call already woke.
+    origin: String,
     /// Whether the listener is subscribed (release notices are sent only
     /// then: a waiter registered while it is down polls instead).
     listening: std::sync::atomic::AtomicBool,
@@ -167,7 +188,8 @@ impl PostgresStore {
         &self.inner.names.prefix
     }
 
-    /// Deletes expired sessions and run-out markers now, in batches of
+    /// Deletes expired sessions, run-out markers and expired keyed
+    /// sessions now, in batches of
     /// `batch` rows until none is left; returns how many rows went. The
     /// background purge does this on its interval.
     ///

@@ -9,13 +9,16 @@ use crate::{Error, Result};
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. A version
 /// that shipped is never edited; a change is a new version.
-const MIGRATIONS: &[&[&str]] = &[&[
-    include_str!("sql/schema_v1.sql"),
-    include_str!("sql/functions_v1.sql"),
-    include_str!("sql/sessions_v1.sql"),
-    include_str!("sql/users_v1.sql"),
-    include_str!("sql/locks_v1.sql"),
-]];
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        include_str!("sql/schema_v1.sql"),
+        include_str!("sql/functions_v1.sql"),
+        include_str!("sql/sessions_v1.sql"),
+        include_str!("sql/users_v1.sql"),
+        include_str!("sql/locks_v1.sql"),
+    ],
+    &[include_str!("sql/keyed_v2.sql")],
+];
 
 /// The schema version this build of sessionkit installs.
 pub(super) const VERSION: i32 = MIGRATIONS.len() as i32;
@@ -191,6 +194,8 @@ pub(super) struct Sql {
     pub(super) unlock: String,
     pub(super) touch: String,
     pub(super) purge: String,
+    pub(super) keyed: String,
+    pub(super) keyed_purge: String,
     pub(super) ping: String,
 }
 
@@ -218,6 +223,8 @@ impl Sql {
             unlock: call("unlock", 2),
             touch: call("touch", 2),
             purge: call("purge", 1),
+            keyed: call("keyed", 13),
+            keyed_purge: call("keyed_purge", 1),
             ping: format!("SELECT pg_notify('{}', '')", n.changes_channel()),
         }
     }

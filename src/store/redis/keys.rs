@@ -92,6 +92,13 @@ impl Keys {
         &self.prefix
     }
 
+    /// The hash of a keyed session ([`Tracker`](crate::tracker::Tracker)):
+    /// `<prefix>:{<keyed id>}:k`. A 22-character tag and the `k` suffix
+    /// keep it apart from every cookie-session key (8-character tags).
+    pub(crate) fn keyed(&self, id: &crate::store::keyed::KeyedId) -> String {
+        format!("{}:{{{}}}:k", self.prefix, id.as_str())
+    }
+
     /// The session hash of an id.
     pub(crate) fn session(&self, id: &SessionId) -> String {
         format!("{}:{{{}}}:s:{}", self.prefix, id.tag(), id.hash_part())

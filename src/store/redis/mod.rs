@@ -44,6 +44,7 @@
 //! | `<prefix>:{<tag>}:l:<hash>` | STRING | the session's lock: the holder's fence, with the lease as its TTL |
 //! | `<prefix>:{<tag>}:w:<hash>` | STRING | set while requests wait for that lock (the lease as its TTL): `unlock` then publishes a release notice |
 //! | `<prefix>:{<tag>}:idx` | ZSET | the logged-in sessions of that tag: member = `<hash>`, score = the session's expiry (ms, Redis clock) |
+//! | `<prefix>:{<keyed id>}:k` | HASH | one keyed session ([`Tracker`](crate::tracker::Tracker)), active or finished; see `keyed.rs` |
 //!
 //! A session hash has one field per data key, `d:<key>`, holding the value's
 //! JSON, and metadata fields: `@user` (absent while anonymous), `@created`,
@@ -223,6 +224,7 @@ mod builder;
 mod cache;
 mod conn;
 mod connection;
+mod keyed;
 mod keys;
 mod locking;
 mod login;

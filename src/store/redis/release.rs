@@ -30,6 +30,7 @@ use ::redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, Value};
 use super::builder::{RedisStoreBuilder, Source};
 use super::connection::target::Target;
 use super::connection::{timed, within};
+use crate::store::keyed::KeyedId;
 use crate::store::waiters::Waiters;
 use crate::store::ReleaseNotice;
 use crate::{Error, Result, SessionId};
@@ -78,6 +79,21 @@ impl Releases {
         self.shared.waiters.wake_one(&id.hash_part().to_owned());
     }
 
+    /// [`watch`](Self::watch) for a keyed session's lock: its waiters are
+    /// registered as `k.<id>` (`.` is in no session hash part), the tail
+    /// of its notices.
+    pub(super) fn watch_keyed(&self, id: &KeyedId) -> Option<ReleaseNotice> {
+        if !self.shared.live.load(Ordering::Acquire) {
+            return None;
+        }
+        self.shared.waiters.watch(keyed_waiter(id))
+    }
+
+    /// [`wake_local`](Self::wake_local) for a keyed session's lock.
+    pub(super) fn wake_keyed(&self, id: &KeyedId) {
+        self.shared.waiters.wake_one(&keyed_waiter(id));
+    }
+
     /// The channel notices go to.
     pub(super) fn channel(&self) -> &str {
         &self.channel
@@ -87,6 +103,11 @@ impl Releases {
     pub(super) fn origin(&self) -> &str {
         &self.origin
     }
+}
+
+/// The waiter key, and notice tail, of a keyed session's lock.
+pub(super) fn keyed_waiter(id: &KeyedId) -> String {
+    format!("k.{id}")
 }
 
 impl RedisStoreBuilder {

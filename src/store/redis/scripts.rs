@@ -28,6 +28,8 @@ pub(crate) struct Scripts {
     pub(crate) lock: Script,
     pub(crate) renew_lock: Script,
     pub(crate) unlock: Script,
+    /// Every keyed-session operation (`Tracker`).
+    pub(crate) keyed: Script,
 }
 
 fn script(body: &str) -> Script {
@@ -51,11 +53,14 @@ impl Scripts {
             lock: script(include_str!("scripts/lock.lua")),
             renew_lock: script(include_str!("scripts/renew_lock.lua")),
             unlock: script(include_str!("scripts/unlock.lua")),
+            // Alone: it needs none of `common.lua`, whose ~30 local
+            // functions every call would define again.
+            keyed: Script::new(&format!("{SHEBANG}{}", include_str!("scripts/keyed.lua"))),
         }
     }
 
     /// All scripts, to preload with `SCRIPT LOAD`.
-    pub(crate) fn all(&self) -> [&Script; 14] {
+    pub(crate) fn all(&self) -> [&Script; 15] {
         [
             &self.load,
             &self.create,
@@ -71,6 +76,7 @@ impl Scripts {
             &self.lock,
             &self.renew_lock,
             &self.unlock,
+            &self.keyed,
         ]
     }
 }

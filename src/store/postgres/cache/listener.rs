@@ -3,7 +3,8 @@
 //!
 //! The listener drops the ids each change notification names, counts an
 //! empty one as a heartbeat, and wakes this instance's lock waiters on an
-//! unlock. When its connection is lost (a network failure, a restart, a
+//! unlock (of a session, or of a keyed session released by another
+//! instance). When its connection is lost (a network failure, a restart, a
 //! `pg_terminate_backend`), notifications sent meanwhile are lost, so the
 //! cache is emptied and stays off until a heartbeat is heard on the new
 //! connection; lock waiters poll meanwhile.
@@ -89,12 +90,22 @@ fn lost(inner: &Inner) {
     // Waiters registered on the lost subscription would never hear their
     // release: wake them all, so they try again.
     inner.waiters.wake_all();
+    inner.keyed_waiters.wake_all();
 }
 
 fn handle(inner: &Inner, n: &PgNotification) {
     let payload = n.payload();
     if n.channel() == inner.names.unlocked_channel() {
-        if let Ok(id) = payload.parse::<SessionId>() {
+        // Keyed releases: `k:<origin>:<keyed id>`. This instance's own were
+        // woken by the call that released them; waking again here would
+        // send a second waiter to find the lock taken.
+        if let Some(rest) = payload.strip_prefix("k:") {
+            if let Some((origin, id)) = rest.split_once(':') {
+                if origin != inner.origin {
+                    inner.keyed_waiters.wake_one(&id.to_owned());
+                }
+            }
+        } else if let Ok(id) = payload.parse::<SessionId>() {
             inner.waiters.wake_one(&id);
         }
         return;
