@@ -8,7 +8,9 @@
 //! one [`KeyedOp`] to one record in **one atomic step** (one Lua script, one
 //! lock-held section, one SQL function call) and answers a [`KeyedReply`].
 //! The stores in this crate keep the rules below; the tracker conformance
-//! suite (`tests/tracker.rs`) checks them on each.
+//! suite ([`sessionkit::testing::tracker`](crate::testing), feature
+//! `testing`) checks them on each, and on yours: implement its
+//! `KeyedHarness` and call `sessionkit::tracker_conformance_tests!`.
 //!
 //! A record is stored under its [`KeyedId`] (a hash of the tracker's name
 //! and the application's key: the store never sees the key itself) and

@@ -136,6 +136,7 @@ mod conformance;
 mod lifecycle;
 mod logout;
 mod records;
+pub mod tracker;
 
 /// A store under test, and a way to move its clock.
 ///
