@@ -244,6 +244,97 @@ pub enum KeyedOp<'a> {
     Remove,
 }
 
+impl Guard {
+    /// `"version"` or `"fence"`, as the stores' scripts take it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Guard::Version(_) => "version",
+            Guard::Fence(_) => "fence",
+        }
+    }
+
+    /// The version or fence.
+    pub fn number(self) -> u64 {
+        match self {
+            Guard::Version(n) | Guard::Fence(n) => n,
+        }
+    }
+}
+
+/// A [`KeyedOp`] as flat arguments, for a store that hands every operation
+/// to one script or function (the Redis and PostgreSQL stores do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyedArgs<'a> {
+    /// `start`, `get`, `lock`, `renew_lock`, `unlock`, `update`, `finish`,
+    /// `resume` or `remove`.
+    pub op: &'static str,
+    /// The value (`start`, `update`).
+    pub value: Option<&'a str>,
+    /// The guard (`renew_lock` and `unlock` carry the fence as one).
+    pub guard: Option<Guard>,
+    /// The lease (`lock`, `renew_lock`).
+    pub lease: Option<Duration>,
+    /// The state asked for (`get`).
+    pub state: Option<KeyedState>,
+    /// Whether to refresh the sliding expiry (`get`).
+    pub touch: bool,
+}
+
+impl<'a> KeyedOp<'a> {
+    /// The operation as flat arguments.
+    pub fn args(self) -> KeyedArgs<'a> {
+        let none = KeyedArgs::default();
+        match self {
+            KeyedOp::Start { value } => KeyedArgs {
+                op: "start",
+                value: Some(value),
+                ..none
+            },
+            KeyedOp::Get { state, touch } => KeyedArgs {
+                op: "get",
+                state: Some(state),
+                touch,
+                ..none
+            },
+            KeyedOp::Lock { lease } => KeyedArgs {
+                op: "lock",
+                lease: Some(lease),
+                ..none
+            },
+            KeyedOp::RenewLock { fence, lease } => KeyedArgs {
+                op: "renew_lock",
+                guard: Some(Guard::Fence(fence)),
+                lease: Some(lease),
+                ..none
+            },
+            KeyedOp::Unlock { fence } => KeyedArgs {
+                op: "unlock",
+                guard: Some(Guard::Fence(fence)),
+                ..none
+            },
+            KeyedOp::Update { value, guard } => KeyedArgs {
+                op: "update",
+                value: Some(value),
+                guard: Some(guard),
+                ..none
+            },
+            KeyedOp::Finish { guard } => KeyedArgs {
+                op: "finish",
+                guard,
+                ..none
+            },
+            KeyedOp::Resume => KeyedArgs {
+                op: "resume",
+                ..none
+            },
+            KeyedOp::Remove => KeyedArgs {
+                op: "remove",
+                ..none
+            },
+        }
+    }
+}
+
 /// A keyed record as a store returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyedRecord {

@@ -112,79 +112,15 @@ fn ms(d: Duration) -> i64 {
     duration_ms(d).min(NEVER_MS)
 }
 
-/// The arguments of one call, besides the id, the limits and the origin.
-#[derive(Default)]
-struct Args<'a> {
-    op: &'static str,
-    value: Option<&'a str>,
-    guard: Option<Guard>,
-    lease_ms: Option<i64>,
-    state: Option<&'static str>,
-    touch: bool,
-}
-
-impl<'a> Args<'a> {
-    fn of(op: KeyedOp<'a>) -> Args<'a> {
-        let none = Args::default();
-        match op {
-            KeyedOp::Start { value } => Args {
-                op: "start",
-                value: Some(value),
-                ..none
-            },
-            KeyedOp::Get { state, touch } => Args {
-                op: "get",
-                state: Some(state.as_str()),
-                touch,
-                ..none
-            },
-            KeyedOp::Lock { lease } => Args {
-                op: "lock",
-                lease_ms: Some(ms(lease)),
-                ..none
-            },
-            KeyedOp::RenewLock { fence, lease } => Args {
-                op: "renew_lock",
-                guard: Some(Guard::Fence(fence)),
-                lease_ms: Some(ms(lease)),
-                ..none
-            },
-            KeyedOp::Unlock { fence } => Args {
-                op: "unlock",
-                guard: Some(Guard::Fence(fence)),
-                ..none
-            },
-            KeyedOp::Update { value, guard } => Args {
-                op: "update",
-                value: Some(value),
-                guard: Some(guard),
-                ..none
-            },
-            KeyedOp::Finish { guard } => Args {
-                op: "finish",
-                guard,
-                ..none
-            },
-            KeyedOp::Resume => Args {
-                op: "resume",
-                ..none
-            },
-            KeyedOp::Remove => Args {
-                op: "remove",
-                ..none
-            },
-        }
-    }
-
-    /// The guard's kind and number. A number past `i64::MAX` was never
-    /// issued by this store, so it goes as -1, which matches nothing.
-    fn guard(&self) -> (Option<&'static str>, Option<i64>) {
-        let n = |v: u64| i64::try_from(v).unwrap_or(-1);
-        match self.guard {
-            Some(Guard::Version(v)) => (Some("version"), Some(n(v))),
-            Some(Guard::Fence(f)) => (Some("fence"), Some(n(f))),
-            None => (None, None),
-        }
+/// The guard's kind and number. A number past `i64::MAX` was never issued
+/// by this store, so it goes as -1, which matches nothing.
+fn guard(g: Option<Guard>) -> (Option<&'static str>, Option<i64>) {
+    match g {
+        Some(g) => (
+            Some(g.kind()),
+            Some(i64::try_from(g.number()).unwrap_or(-1)),
+        ),
+        None => (None, None),
     }
 }
 
@@ -201,8 +137,8 @@ impl KeyedStore for PostgresStore {
         op: KeyedOp<'_>,
         timeouts: &KeyedTimeouts,
     ) -> Result<KeyedReply> {
-        let args = Args::of(op);
-        let (guard, guard_n) = args.guard();
+        let args = op.args();
+        let (guard, guard_n) = guard(args.guard);
         let (active_absolute, active_sliding) = limits(&timeouts.active);
         let (finished_absolute, finished_sliding) = limits(&timeouts.finished);
         let reply: Reply = sqlx::query_as(&self.inner.sql.keyed)
@@ -211,8 +147,8 @@ impl KeyedStore for PostgresStore {
             .bind(args.value)
             .bind(guard)
             .bind(guard_n)
-            .bind(args.lease_ms)
-            .bind(args.state)
+            .bind(args.lease.map(ms))
+            .bind(args.state.map(KeyedState::as_str))
             .bind(args.touch)
             .bind(active_absolute)
             .bind(active_sliding)

@@ -32,59 +32,6 @@ fn expiry_args(e: &Expiry) -> [i64; 2] {
     [limit(e.absolute), limit(e.sliding)]
 }
 
-/// The script's ARGV for `op`, after the op's name: value, guard kind,
-/// guard, lease, state, touch.
-fn op_args(
-    op: &KeyedOp<'_>,
-) -> (
-    &'static str,
-    String,
-    &'static str,
-    u64,
-    i64,
-    &'static str,
-    bool,
-) {
-    let guard = |g: Option<Guard>| match g {
-        Some(Guard::Version(v)) => ("v", v),
-        Some(Guard::Fence(f)) => ("f", f),
-        None => ("", 0),
-    };
-    match *op {
-        KeyedOp::Start { value } => ("start", value.to_owned(), "", 0, 0, "", false),
-        KeyedOp::Get { state, touch } => ("get", String::new(), "", 0, 0, state.as_str(), touch),
-        KeyedOp::Lock { lease } => (
-            "lock",
-            String::new(),
-            "",
-            0,
-            super::lease_ms(lease),
-            "",
-            false,
-        ),
-        KeyedOp::RenewLock { fence, lease } => (
-            "renew",
-            String::new(),
-            "f",
-            fence,
-            super::lease_ms(lease),
-            "",
-            false,
-        ),
-        KeyedOp::Unlock { fence } => ("unlock", String::new(), "f", fence, 0, "", false),
-        KeyedOp::Update { value, guard: g } => {
-            let (k, n) = guard(Some(g));
-            ("update", value.to_owned(), k, n, 0, "", false)
-        }
-        KeyedOp::Finish { guard: g } => {
-            let (k, n) = guard(g);
-            ("finish", String::new(), k, n, 0, "", false)
-        }
-        KeyedOp::Resume => ("resume", String::new(), "", 0, 0, "", false),
-        KeyedOp::Remove => ("remove", String::new(), "", 0, 0, "", false),
-    }
-}
-
 /// The `record` reply's fields after the status.
 type RecordFields = (String, String, u64, i64, i64, i64, i64, u64);
 
@@ -217,16 +164,16 @@ impl KeyedStore for RedisStore {
                 return Ok(reply);
             }
         }
-        let (name, value, guard_kind, guard, lease, state, touch) = op_args(&op);
+        let args = op.args();
         let releases = &self.inner.releases;
         let mut inv = invocation(&self.inner.scripts.keyed, &keys);
-        inv.arg(name)
-            .arg(value)
-            .arg(guard_kind)
-            .arg(guard)
-            .arg(lease)
-            .arg(state)
-            .arg(if touch { "1" } else { "0" })
+        inv.arg(args.op)
+            .arg(args.value.unwrap_or(""))
+            .arg(args.guard.map_or("", Guard::kind))
+            .arg(args.guard.map_or(0, Guard::number))
+            .arg(args.lease.map_or(0, super::lease_ms))
+            .arg(args.state.map_or("", KeyedState::as_str))
+            .arg(if args.touch { "1" } else { "0" })
             .arg(&expiry_args(&timeouts.active)[..])
             .arg(&expiry_args(&timeouts.finished)[..])
             .arg(releases.channel())

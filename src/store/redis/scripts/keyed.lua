@@ -2,8 +2,8 @@
 -- `apply` in store/memory/keyed.rs, the reference, case by case.
 -- KEYS[1] the record's hash: the active and the finished session are one
 -- key (field `st`), so finish and resume are one key, one slot.
--- ARGV[1] op (start|get|lock|renew|unlock|update|finish|resume|remove),
--- ARGV[2] value (JSON), ARGV[3] guard kind ('v' version, 'f' fence, ''),
+-- ARGV[1] op (start|get|lock|renew_lock|unlock|update|finish|resume|remove),
+-- ARGV[2] value (JSON), ARGV[3] guard kind ('version', 'fence' or ''),
 -- ARGV[4] guard, ARGV[5] lease ms, ARGV[6] state asked by get,
 -- ARGV[7] touch ('1'), ARGV[8..11] active absolute, active sliding,
 -- finished absolute, finished sliding (ms; '-1' for none),
@@ -83,10 +83,10 @@ end
 
 local function refuses(r)
   local kind, g = ARGV[3], tonumber(ARGV[4])
-  if kind == 'v' then
+  if kind == 'version' then
     if held_until(r) then return held(r) end
     if g ~= r.ver then return {'conflict', r.ver} end
-  elseif kind == 'f' then
+  elseif kind == 'fence' then
     if g ~= r.fence then return {'fenced'} end
   end
   return nil
@@ -116,7 +116,7 @@ if not r then
     save(r)
     return record(r)
   end
-  if op == 'renew' or op == 'unlock' or op == 'remove' then return {'done', 0} end
+  if op == 'renew_lock' or op == 'unlock' or op == 'remove' then return {'done', 0} end
   return {'missing'}
 end
 
@@ -144,7 +144,7 @@ if op == 'lock' then
   save(r)
   return record(r, r.fence)
 end
-if op == 'renew' then
+if op == 'renew_lock' then
   local ours = active and r.lf == tonumber(ARGV[4]) and held_until(r)
   if not ours then return {'done', 0} end
   redis.call('HSET', key, 'lu', int(now + math.max(tonumber(ARGV[5]), 1)))
