@@ -7,8 +7,6 @@ use std::sync::Arc;
 use sessionkit::tracker::KeyedStore;
 
 use super::{Backend, Concrete};
-#[cfg(feature = "postgres")]
-use sessionkit::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 use sessionkit::redis::RedisStore;
 
@@ -43,38 +41,19 @@ impl Backend {
             }
             | Backend::RedisClusterCached {
                 cluster, prefix, ..
-            } => Arc::new(
-                RedisStore::builder()
-                    .cluster(cluster.nodes())
-                    .key_prefix(prefix.clone())
-                    .build()
-                    .await
-                    .expect("second connection to the shared Redis Cluster"),
-            ),
+            } => Arc::new(Backend::cluster_store(cluster, prefix, None).await),
             #[cfg(feature = "redis")]
             Backend::RedisSentinel {
                 sentinel, prefix, ..
             }
             | Backend::RedisSentinelCached {
                 sentinel, prefix, ..
-            } => Arc::new(
-                RedisStore::builder()
-                    .sentinel(sentinel.master_name(), sentinel.sentinel_urls())
-                    .key_prefix(prefix.clone())
-                    .build()
-                    .await
-                    .expect("second connection to the shared Sentinel master"),
-            ),
+            } => Arc::new(Backend::sentinel_store(sentinel, prefix, None).await),
             #[cfg(feature = "postgres")]
             Backend::Postgres { server, schema, .. }
-            | Backend::PostgresCached { server, schema, .. } => Arc::new(
-                PostgresStore::builder()
-                    .url(server.url())
-                    .schema(schema.clone())
-                    .build()
-                    .await
-                    .expect("second connection to the shared PostgreSQL server"),
-            ),
+            | Backend::PostgresCached { server, schema, .. } => {
+                Arc::new(Backend::postgres_store(server, schema, None).await)
+            }
         }
     }
 }

@@ -251,51 +251,82 @@ impl Backend {
     async fn on_postgres(cache: Option<usize>) -> (&'static PostgresServer, String, PostgresStore) {
         let server = postgres_server::shared().await;
         let schema = postgres_server::unique_schema();
-        let mut builder = PostgresStore::builder()
-            .url(server.url())
-            .schema(schema.clone());
+        let store = Self::postgres_store(server, &schema, cache).await;
+        (server, schema, store)
+    }
+
+    /// A store on `server`'s schema `schema` (another instance, when the
+    /// schema is a backend's).
+    #[cfg(feature = "postgres")]
+    pub async fn postgres_store(
+        server: &PostgresServer,
+        schema: &str,
+        cache: Option<usize>,
+    ) -> PostgresStore {
+        let mut builder = PostgresStore::builder().url(server.url()).schema(schema);
         if let Some(max) = cache {
             builder = builder.cache(max);
         }
-        let store = builder
+        builder
             .build()
             .await
-            .expect("connect to the shared PostgreSQL server");
-        (server, schema, store)
+            .expect("connect to the shared PostgreSQL server")
     }
 
     #[cfg(feature = "redis")]
     async fn on_cluster(cache: Option<usize>) -> (&'static RedisCluster, String, RedisStore) {
         let cluster = shared::cluster().await;
         let prefix = shared::unique_prefix();
+        let store = Self::cluster_store(cluster, &prefix, cache).await;
+        (cluster, prefix, store)
+    }
+
+    /// A store on `cluster` under `prefix` (another instance, when the
+    /// prefix is a backend's).
+    #[cfg(feature = "redis")]
+    pub async fn cluster_store(
+        cluster: &RedisCluster,
+        prefix: &str,
+        cache: Option<usize>,
+    ) -> RedisStore {
         let mut builder = RedisStore::builder()
             .cluster(cluster.nodes())
-            .key_prefix(prefix.clone());
+            .key_prefix(prefix);
         if let Some(max) = cache {
             builder = builder.client_cache(max);
         }
-        let store = builder
+        builder
             .build()
             .await
-            .expect("connect to the shared Redis Cluster");
-        (cluster, prefix, store)
+            .expect("connect to the shared Redis Cluster")
     }
 
     #[cfg(feature = "redis")]
     async fn on_sentinel(cache: Option<usize>) -> (&'static RedisSentinel, String, RedisStore) {
         let sentinel = shared::sentinel().await;
         let prefix = shared::unique_prefix();
+        let store = Self::sentinel_store(sentinel, &prefix, cache).await;
+        (sentinel, prefix, store)
+    }
+
+    /// A store on `sentinel`'s master under `prefix` (another instance,
+    /// when the prefix is a backend's).
+    #[cfg(feature = "redis")]
+    pub async fn sentinel_store(
+        sentinel: &RedisSentinel,
+        prefix: &str,
+        cache: Option<usize>,
+    ) -> RedisStore {
         let mut builder = RedisStore::builder()
             .sentinel(sentinel.master_name(), sentinel.sentinel_urls())
-            .key_prefix(prefix.clone());
+            .key_prefix(prefix);
         if let Some(max) = cache {
             builder = builder.client_cache(max);
         }
-        let store = builder
+        builder
             .build()
             .await
-            .expect("connect to the shared Sentinel master");
-        (sentinel, prefix, store)
+            .expect("connect to the shared Sentinel master")
     }
 
     /// The backend's store, as its own type.
