@@ -41,6 +41,7 @@ scenario_tests!(@topologies
     rotate_races_writers,
     revoke_races_login_from_same_session,
     commit_failure_after_login_keeps_a_working_token,
+    late_token_answers_keep_a_working_token,
     continue_mode_stand_in_refuses_logout_and_rotate,
 );
 
@@ -290,6 +291,49 @@ async fn commit_failure_after_login_keeps_a_working_token(backend: Backend, fw: 
         tallies.push(tally);
     }
     report(&tallies);
+}
+
+/// A login or explicit rotation lands in the store but its answer comes
+/// after the store timeout (a stalled network or server): the old token is
+/// retired by then, so the request must adopt the new one rather than
+/// report the timeout and leave the client with no working token. Not a
+/// race (the delay is fixed), so a few trials are enough.
+async fn late_token_answers_keep_a_working_token(backend: Backend, fw: Framework) {
+    let failing = Arc::new(FailingStore::new(backend.store()));
+    let config = SessionConfig::default().store_timeout(Duration::from_millis(150));
+    let manager = SessionManager::from_arc(failing.clone(), config);
+    let routes = routes().route("/rotate-now", |session: Session, _| async move {
+        session.rotate().await?;
+        Ok::<_, Error>("rotated")
+    });
+    let srv = with_layer(fw, routes, manager).await;
+    let n = 4;
+    let kinds = [
+        "login_failed",
+        "rotate_failed",
+        "no_working_token",
+        "data_lost",
+    ];
+    let mut tally = Tally::new("late", backend.name(), fw, n, &kinds);
+    for trial in 0..n {
+        let user = format!("u{trial}");
+        let b = start_browser(&srv, None).await;
+        failing.delay_token_answers(Duration::from_millis(400));
+        let login = b.send(&srv, &format!("/login/{user}")).await;
+        tally.check("login_failed", login.status != StatusCode::OK, || {
+            describe(&b.log())
+        });
+        let rotate = b.send(&srv, "/rotate-now").await;
+        tally.check("rotate_failed", rotate.status != StatusCode::OK, || {
+            describe(&b.log())
+        });
+        failing.delay_token_answers(Duration::ZERO);
+        let who = b.body(&srv, "/whoami").await;
+        tally.check("no_working_token", who != user, || describe(&b.log()));
+        let seed = b.body(&srv, "/get/seed").await;
+        tally.check("data_lost", seed != "1", || describe(&b.log()));
+    }
+    report(&[tally]);
 }
 
 /// Under `StoreFailure::Continue` a request whose load failed gets a stand-in

@@ -12,10 +12,16 @@
 //!   cannot speak for: the stand-in of `StoreFailure::Continue` (the store
 //!   never answered) and a superseded session (another request replaced
 //!   the token; its successor is not this request's to end).
+//! - a **login or rotation that timed out** may have landed: the old token
+//!   is then retired and the new one is the client's only way back in. So
+//!   the new id is looked up once before the timeout is reported, and a
+//!   session found there is adopted (see [`landed`]).
 
-use crate::store::{Login, LoginOutcome, LogoutOutcome, Retire, RotateOutcome};
+use crate::store::{
+    LoadOutcome, Loaded, Login, LoginOutcome, LogoutOutcome, Retire, RotateOutcome, Written,
+};
 use crate::token::{Tag, Token};
-use crate::{Error, Result};
+use crate::{Error, Result, SessionId, SessionManager};
 
 use super::state::Standing;
 use super::Session;
@@ -77,10 +83,47 @@ pub(crate) async fn login(session: &Session, user_id: String) -> Result<()> {
             st.restore_delta(&delta);
             Err(Error::TooManySessions { max })
         }
+        Err(e @ Error::StoreTimeout(_)) => {
+            drop(st);
+            let found = landed(manager, &new_id).await;
+            let mut st = session.state();
+            match found {
+                Some(l) if l.meta.user_id.as_deref() == Some(user_id.as_str()) => {
+                    tracing::debug!(session = %new_id, "login timed out but landed");
+                    let written = written_of(&l);
+                    st.logged_in(new, user_id, l.data, written);
+                    Ok(())
+                }
+                _ => {
+                    st.restore_delta(&delta);
+                    Err(e)
+                }
+            }
+        }
         Err(e) => {
             st.restore_delta(&delta);
             Err(e)
         }
+    }
+}
+
+/// After a login or explicit rotation to `new_id` timed out: the session
+/// under `new_id` if the call landed after all. The store answers on one
+/// connection in order for Redis, so a lookup sent after the call sees it;
+/// on PostgreSQL a call still running when the lookup reads is missed, and
+/// the timeout is reported as before.
+async fn landed(manager: &SessionManager, new_id: &SessionId) -> Option<Loaded> {
+    let lookup = manager.store().load(new_id, manager.timeouts());
+    match manager.call(lookup).await {
+        Ok(LoadOutcome::Live(l)) if l.id == *new_id => Some(l),
+        _ => None,
+    }
+}
+
+fn written_of(l: &Loaded) -> Written {
+    Written {
+        now_ms: l.now_ms,
+        expires_at_ms: l.expires_at_ms,
     }
 }
 
@@ -149,14 +192,25 @@ pub(crate) async fn rotate(session: &Session) -> Result<()> {
     };
     let manager = session.manager();
     let new = Token::generate(&Tag::of_id(&id));
+    let new_id = new.id();
     let retire = Retire::Moved(manager.config().rotation_grace);
     let outcome = manager
         .call(
             manager
                 .store()
-                .rotate(&id, &new.id(), retire, manager.timeouts()),
+                .rotate(&id, &new_id, retire, manager.timeouts()),
         )
-        .await?;
+        .await;
+    let outcome = match outcome {
+        Err(e @ Error::StoreTimeout(_)) => match landed(manager, &new_id).await {
+            Some(l) => {
+                tracing::debug!(session = %new_id, "rotation timed out but landed");
+                RotateOutcome::Rotated(written_of(&l))
+            }
+            None => return Err(e),
+        },
+        other => other?,
+    };
     let mut st = session.state();
     match outcome {
         RotateOutcome::Rotated(written) => {

@@ -33,6 +33,9 @@ pub struct FailingStore {
     /// (a slow network: the store has granted the lock, the caller does not
     /// know yet).
     lock_answer_delay: Mutex<Duration>,
+    /// The same for `login` and `rotate` answers: the token changed in the
+    /// store, the caller's timeout fires before it hears so.
+    token_answer_delay: Mutex<Duration>,
 }
 
 impl FailingStore {
@@ -49,6 +52,7 @@ impl FailingStore {
             notices,
             locks: AtomicU64::new(0),
             lock_answer_delay: Mutex::new(Duration::ZERO),
+            token_answer_delay: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -60,6 +64,17 @@ impl FailingStore {
     /// Holds back every later `lock` answer by `delay`.
     pub fn delay_lock_answers(&self, delay: Duration) {
         *self.lock_answer_delay.lock().unwrap() = delay;
+    }
+
+    /// Holds back every later `login` and `rotate` answer by `delay`.
+    pub fn delay_token_answers(&self, delay: Duration) {
+        *self.token_answer_delay.lock().unwrap() = delay;
+    }
+
+    async fn after_token_delay<T>(&self, answer: T) -> T {
+        let delay = *self.token_answer_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        answer
     }
 
     /// The next `save` fails.
@@ -119,7 +134,8 @@ impl SessionStore for FailingStore {
     }
 
     async fn login(&self, login: Login<'_>, timeouts: &Timeouts) -> Result<LoginOutcome> {
-        self.inner.login(login, timeouts).await
+        let outcome = self.inner.login(login, timeouts).await;
+        self.after_token_delay(outcome).await
     }
 
     async fn rotate(
@@ -129,7 +145,8 @@ impl SessionStore for FailingStore {
         retire: Retire,
         timeouts: &Timeouts,
     ) -> Result<RotateOutcome> {
-        self.inner.rotate(old, new, retire, timeouts).await
+        let outcome = self.inner.rotate(old, new, retire, timeouts).await;
+        self.after_token_delay(outcome).await
     }
 
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
