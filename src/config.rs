@@ -364,6 +364,11 @@ impl SessionConfig {
 
     /// The longest the middleware waits for one store operation before the
     /// request fails with 503. Default 2 s.
+    ///
+    /// A login or explicit rotation that times out may still have landed
+    /// (the old token is then retired), so one lookup of the new session
+    /// follows before the timeout is reported: such a call can take up to
+    /// twice this.
     pub fn store_timeout(mut self, d: Duration) -> Self {
         self.store_timeout = d;
         self
