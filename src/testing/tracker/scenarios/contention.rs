@@ -71,28 +71,35 @@ pub(crate) async fn lost_lease_is_fenced(h: &dyn KeyedHarness) {
     fresh.release().await.expect("release");
 }
 
-pub(crate) async fn locked_updates_from_32_tasks_count_to_32(h: &dyn KeyedHarness) {
-    let first = quick_locks(tracker(h), Duration::from_secs(10), Duration::from_secs(60));
-    let second = Tracker::from_arc(h.second_store().await, "chat").with_settings(*first.settings());
-    first.start("k", &conv("count")).await.expect("start");
+/// Runs `task` in 32 tasks, alternately on `first` and `second`, and waits
+/// for all of them.
+async fn on_32_tasks<F, Fut>(first: &Tracker<Conversation>, second: &Tracker<Conversation>, task: F)
+where
+    F: Fn(Tracker<Conversation>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let tasks: Vec<_> = (0..32)
         .map(|i| {
-            let t = if i % 2 == 0 {
-                first.clone()
-            } else {
-                second.clone()
-            };
-            tokio::spawn(async move {
-                let (mut read, mut lock) = t.get_locked("k").await.expect("get_locked");
-                read.value.count += 1;
-                lock.update(&read.value).await.expect("locked update");
-                lock.release().await.expect("release");
-            })
+            let t = if i % 2 == 0 { first } else { second };
+            tokio::spawn(task(t.clone()))
         })
         .collect();
     for task in tasks {
         task.await.expect("task");
     }
+}
+
+pub(crate) async fn locked_updates_from_32_tasks_count_to_32(h: &dyn KeyedHarness) {
+    let first = quick_locks(tracker(h), Duration::from_secs(10), Duration::from_secs(60));
+    let second = Tracker::from_arc(h.second_store().await, "chat").with_settings(*first.settings());
+    first.start("k", &conv("count")).await.expect("start");
+    on_32_tasks(&first, &second, |t| async move {
+        let (mut read, mut lock) = t.get_locked("k").await.expect("get_locked");
+        read.value.count += 1;
+        lock.update(&read.value).await.expect("locked update");
+        lock.release().await.expect("release");
+    })
+    .await;
     assert_eq!(first.get("k").await.expect("get").value.count, 32);
 }
 
@@ -101,34 +108,25 @@ pub(crate) async fn optimistic_updates_from_32_tasks_lose_nothing(h: &dyn KeyedH
     let second: Tracker<Conversation> = Tracker::from_arc(h.second_store().await, "chat");
     first.start("k", &conv("count")).await.expect("start");
     let conflicts = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..32)
-        .map(|i| {
-            let t = if i % 2 == 0 {
-                first.clone()
-            } else {
-                second.clone()
-            };
-            let conflicts = Arc::clone(&conflicts);
-            tokio::spawn(async move {
-                loop {
-                    let mut read = t.get("k").await.expect("get");
-                    read.value.count += 1;
-                    match t.update("k", &read.value, read.version).await {
-                        Ok(_) => return,
-                        Err(TrackerError::Conflict { current }) => {
-                            assert!(current > read.version);
-                            conflicts.fetch_add(1, Ordering::SeqCst);
-                            tokio::task::yield_now().await;
-                        }
-                        Err(e) => panic!("optimistic update: {e}"),
+    on_32_tasks(&first, &second, |t| {
+        let conflicts = Arc::clone(&conflicts);
+        async move {
+            loop {
+                let mut read = t.get("k").await.expect("get");
+                read.value.count += 1;
+                match t.update("k", &read.value, read.version).await {
+                    Ok(_) => return,
+                    Err(TrackerError::Conflict { current }) => {
+                        assert!(current > read.version);
+                        conflicts.fetch_add(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
                     }
+                    Err(e) => panic!("optimistic update: {e}"),
                 }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
+            }
+        }
+    })
+    .await;
     let end = first.get("k").await.expect("get");
     // Every success counted once, every stale write refused: 32 exactly.
     assert_eq!(end.value.count, 32);
