@@ -351,6 +351,7 @@ impl Framework {
     /// Serves `routes` on a real HTTP server, behind the session middleware
     /// when `manager` is given.
     pub async fn serve(self, routes: Routes, manager: Option<SessionManager>) -> TestServer {
+        show_warnings();
         let running = match self {
             Framework::Axum => axum_server::start(routes, manager).await,
             #[cfg(feature = "actix")]
@@ -385,6 +386,19 @@ pub async fn with_layer(fw: Framework, routes: Routes, manager: SessionManager) 
 /// `routes` without the session middleware, served by `fw`.
 pub async fn without_layer(fw: Framework, routes: Routes) -> TestServer {
     fw.serve(routes, None).await
+}
+
+/// Sends the library's warnings to the test's captured output, so a failing
+/// test shows them: a store failure that `StoreFailure::Continue` turns
+/// into a response without a cookie is otherwise invisible. The first call
+/// in a binary installs the subscriber; a test's own scoped subscriber
+/// (`tracing::subscriber::set_default`) still takes precedence.
+fn show_warnings() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .try_init();
 }
 
 /// A server that runs until it is stopped by [`Running`]'s drop.
