@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::config::Timeouts;
+use crate::events::{EventBus, NewEvent};
 use crate::store::SessionStore;
 use crate::{Error, Result, SessionConfig};
 
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: SessionConfig,
     pub(crate) timeouts: Timeouts,
+    /// Where lifecycle events go; `None`: events are off.
+    pub(crate) events: Option<Arc<dyn EventBus>>,
 }
 
 impl SessionManager {
@@ -61,7 +64,40 @@ impl SessionManager {
                 store,
                 config,
                 timeouts,
+                events: None,
             }),
+        }
+    }
+
+    /// This manager with lifecycle events on, published to `bus` (the
+    /// store's: [`MemoryStore::events`](crate::MemoryStore::events),
+    /// `RedisStore::events`) and read with [`events`](Self::events). See
+    /// the [`events`](crate::events) module for what is sent and when.
+    #[must_use]
+    pub fn with_events(self, bus: impl EventBus) -> Self {
+        let shared = &self.inner;
+        SessionManager {
+            inner: Arc::new(Shared {
+                store: shared.store.clone(),
+                config: shared.config.clone(),
+                timeouts: shared.timeouts,
+                events: Some(Arc::new(bus)),
+            }),
+        }
+    }
+
+    /// The event bus, if events are on.
+    pub(crate) fn bus(&self) -> Option<&Arc<dyn EventBus>> {
+        self.inner.events.as_ref()
+    }
+
+    /// Publishes `event` if events are on. After the operation it
+    /// describes succeeded: a failure to publish is logged, not returned,
+    /// since the operation stands.
+    pub(crate) async fn emit(&self, event: impl FnOnce() -> NewEvent) {
+        let Some(bus) = self.bus() else { return };
+        if let Err(e) = self.call(bus.publish(event())).await {
+            tracing::warn!(error = %e, "a session event could not be published and is lost");
         }
     }
 

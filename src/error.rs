@@ -168,6 +168,14 @@ pub enum Error {
          the route is inside it"
     )]
     MissingLayer,
+
+    /// [`SessionManager::events`](crate::SessionManager::events) on a
+    /// manager without events.
+    #[error(
+        "lifecycle events are off for this manager: build it with \
+         `SessionManager::new(store.clone(), config).with_events(store.events())`"
+    )]
+    EventsOff,
 }
 
 impl Error {
@@ -192,9 +200,10 @@ impl Error {
             | Error::ValueTooLarge { .. }
             | Error::SessionTooLarge { .. }
             | Error::TooManyKeys { .. } => S::PAYLOAD_TOO_LARGE,
-            Error::Serialize { .. } | Error::Deserialize { .. } | Error::MissingLayer => {
-                S::INTERNAL_SERVER_ERROR
-            }
+            Error::Serialize { .. }
+            | Error::Deserialize { .. }
+            | Error::MissingLayer
+            | Error::EventsOff => S::INTERNAL_SERVER_ERROR,
         }
     }
 }

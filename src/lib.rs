@@ -114,6 +114,7 @@ pub mod clock;
 mod config;
 mod context;
 mod error;
+pub mod events;
 pub mod http;
 mod lazy;
 mod manager;

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::clock::duration_ms;
+use crate::events::{EventFeed, EventKind, NewEvent, RevokeScope};
 use crate::http::headers::{self, HeaderSource};
 use crate::http::{CommitError, ResponseHeaders};
 use crate::session::{commit, State};
@@ -46,7 +47,7 @@ impl SessionManager {
         if !owned {
             return Ok(false);
         }
-        self.revoke(id).await
+        self.revoke_one(id, Some(user_id)).await
     }
 
     /// Ends one session. Final: requests in flight with it cannot write it
@@ -57,7 +58,22 @@ impl SessionManager {
     /// # Errors
     /// Store failures and timeouts.
     pub async fn revoke(&self, id: &SessionId) -> Result<bool> {
-        self.call(self.store().revoke(id)).await
+        self.revoke_one(id, None).await
+    }
+
+    async fn revoke_one(&self, id: &SessionId, user: Option<&str>) -> Result<bool> {
+        let ended = self.call(self.store().revoke(id)).await?;
+        if ended {
+            self.emit(|| NewEvent {
+                kind: EventKind::Revoked {
+                    scope: RevokeScope::One,
+                },
+                session: Some(id.clone()),
+                user: user.map(str::to_owned),
+            })
+            .await;
+        }
+        Ok(ended)
     }
 
     /// Ends every session of a user ("log out everywhere"). Returns how many.
@@ -65,7 +81,9 @@ impl SessionManager {
     /// # Errors
     /// Store failures and timeouts.
     pub async fn revoke_user(&self, user_id: &str) -> Result<u64> {
-        self.call(self.store().revoke_user(user_id, None)).await
+        let count = self.call(self.store().revoke_user(user_id, None)).await?;
+        self.emit_revoked_many(user_id, None, count).await;
+        Ok(count)
     }
 
     /// Ends every session of a user but `keep` ("log out other devices").
@@ -74,8 +92,49 @@ impl SessionManager {
     /// # Errors
     /// Store failures and timeouts.
     pub async fn revoke_user_except(&self, user_id: &str, keep: &SessionId) -> Result<u64> {
-        self.call(self.store().revoke_user(user_id, Some(keep)))
-            .await
+        let count = self
+            .call(self.store().revoke_user(user_id, Some(keep)))
+            .await?;
+        self.emit_revoked_many(user_id, Some(keep), count).await;
+        Ok(count)
+    }
+
+    /// The event of a revocation of `count` sessions of `user_id` (all, or
+    /// all but `kept`); none if it ended nothing.
+    pub(crate) async fn emit_revoked_many(
+        &self,
+        user_id: &str,
+        kept: Option<&SessionId>,
+        count: u64,
+    ) {
+        if count == 0 {
+            return;
+        }
+        self.emit(|| NewEvent {
+            kind: EventKind::Revoked {
+                scope: match kept {
+                    Some(kept) => RevokeScope::AllButOne {
+                        kept: kept.clone(),
+                        count,
+                    },
+                    None => RevokeScope::AllOfUser { count },
+                },
+            },
+            session: None,
+            user: Some(user_id.to_owned()),
+        })
+        .await;
+    }
+
+    /// A feed of the lifecycle events of every instance on this manager's
+    /// store, from now on (see the [`events`](crate::events) module).
+    ///
+    /// # Errors
+    /// [`Error::EventsOff`](crate::Error::EventsOff) if the manager was
+    /// built without [`with_events`](Self::with_events); store failures.
+    pub async fn events(&self) -> Result<EventFeed> {
+        let bus = self.bus().ok_or(crate::Error::EventsOff)?;
+        self.call(bus.subscribe()).await
     }
 
     /// Loads the session for a request (for adapters): finds the token

@@ -11,12 +11,14 @@
 //! change is never lost to a later failure: an error response still carries
 //! the new token.
 
+use crate::events::{EventKind, NewEvent, RotationReason};
 use crate::http::cookies::{self, CookieAction};
 use crate::http::{CommitError, ResponseHeaders};
 use crate::store::{NewSession, Retire, RotateOutcome, SaveOutcome};
 use crate::token::{Tag, Token};
 use crate::{Error, Result, SessionConfig};
 
+use super::lifecycle::emit_rotated;
 use super::state::{Standing, State};
 use super::{lock, Session};
 
@@ -88,20 +90,36 @@ async fn write(session: &Session) -> Result<CookieAction> {
         let outcome = manager
             .call(manager.store().rotate(&id, &new.id(), retire, timeouts))
             .await;
-        let mut st = session.state();
-        match outcome {
-            Ok(RotateOutcome::Rotated(written)) => {
-                id = new.id();
-                st.rotated(new, written, false);
+        let rotated = {
+            let mut st = session.state();
+            match outcome {
+                Ok(RotateOutcome::Rotated(written)) => {
+                    let previous = std::mem::replace(&mut id, new.id());
+                    st.rotated(new, written, false);
+                    Some((previous, st.user_id().map(str::to_owned)))
+                }
+                // A sibling request rotated first: write through its alias (or
+                // find the token moved, below), and leave the cookie to it.
+                Ok(RotateOutcome::Superseded) => {
+                    st.rotated_elsewhere();
+                    None
+                }
+                Ok(RotateOutcome::Gone) => return Ok(ended_elsewhere(config, &mut st)),
+                Err(e) => {
+                    st.restore_delta(&delta);
+                    return Err(e);
+                }
             }
-            // A sibling request rotated first: write through its alias (or
-            // find the token moved, below), and leave the cookie to it.
-            Ok(RotateOutcome::Superseded) => st.rotated_elsewhere(),
-            Ok(RotateOutcome::Gone) => return Ok(ended_elsewhere(config, &mut st)),
-            Err(e) => {
-                st.restore_delta(&delta);
-                return Err(e);
-            }
+        };
+        if let Some((previous, user)) = rotated {
+            emit_rotated(
+                manager,
+                previous,
+                id.clone(),
+                user,
+                RotationReason::Periodic,
+            )
+            .await;
         }
     }
 
@@ -168,6 +186,13 @@ pub(crate) async fn store_new(session: &Session) -> Result<()> {
         .call(manager.store().create(&id, new, manager.timeouts()))
         .await?;
     session.state().stored_as_new(token, &data, written);
+    manager
+        .emit(|| NewEvent {
+            kind: EventKind::Created,
+            session: Some(id),
+            user: None,
+        })
+        .await;
     Ok(())
 }
 

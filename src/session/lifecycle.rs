@@ -17,6 +17,7 @@
 //!   the new id is looked up once before the timeout is reported, and a
 //!   session found there is adopted (see [`landed`]).
 
+use crate::events::{EventKind, NewEvent, RevokeScope, RotationReason};
 use crate::store::{
     LoadOutcome, Loaded, Login, LoginOutcome, LogoutOutcome, Retire, RotateOutcome, Written,
 };
@@ -66,44 +67,84 @@ pub(crate) async fn login(session: &Session, user_id: String) -> Result<()> {
     let outcome = manager
         .call(manager.store().login(login, manager.timeouts()))
         .await;
-    let mut st = session.state();
-    match outcome {
-        Ok(LoginOutcome::LoggedIn {
-            written,
-            data,
-            evicted,
-        }) => {
-            if !evicted.is_empty() {
-                tracing::debug!(session = %new_id, evicted = evicted.len(), "login evicted older sessions");
+    // The state's guard is not held across the awaits below (the future
+    // must stay `Send`): the answer is applied in a block of its own.
+    let mut new = Some(new);
+    let answered = {
+        let mut st = session.state();
+        match outcome {
+            Ok(LoginOutcome::LoggedIn {
+                written,
+                data,
+                evicted,
+            }) => {
+                if !evicted.is_empty() {
+                    tracing::debug!(session = %new_id, evicted = evicted.len(), "login evicted older sessions");
+                }
+                if let Some(new) = new.take() {
+                    st.logged_in(new, user_id.clone(), data, written);
+                }
+                Ok(evicted)
             }
-            st.logged_in(new, user_id, data, written);
-            Ok(())
+            Ok(LoginOutcome::Rejected { max }) => {
+                st.restore_delta(&delta);
+                return Err(Error::TooManySessions { max });
+            }
+            Err(e @ Error::StoreTimeout(_)) => Err(e),
+            Err(e) => {
+                st.restore_delta(&delta);
+                return Err(e);
+            }
         }
-        Ok(LoginOutcome::Rejected { max }) => {
-            st.restore_delta(&delta);
-            Err(Error::TooManySessions { max })
-        }
-        Err(e @ Error::StoreTimeout(_)) => {
-            drop(st);
+    };
+    let evicted = match answered {
+        Ok(evicted) => evicted,
+        Err(e) => {
             let found = landed(manager, &new_id).await;
             let mut st = session.state();
-            match found {
-                Some(l) if l.meta.user_id.as_deref() == Some(user_id.as_str()) => {
+            match (found, new.take()) {
+                (Some(l), Some(new)) if l.meta.user_id.as_deref() == Some(user_id.as_str()) => {
                     tracing::debug!(session = %new_id, "login timed out but landed");
                     let written = written_of(&l);
-                    st.logged_in(new, user_id, l.data, written);
-                    Ok(())
+                    st.logged_in(new, user_id.clone(), l.data, written);
+                    // What it evicted is not known: the answer was lost.
+                    Vec::new()
                 }
                 _ => {
                     st.restore_delta(&delta);
-                    Err(e)
+                    return Err(e);
                 }
             }
         }
-        Err(e) => {
-            st.restore_delta(&delta);
-            Err(e)
-        }
+    };
+    emit_login(manager, &new_id, old, &user_id, evicted).await;
+    Ok(())
+}
+
+/// The events of a login: the new session, then each session its user's
+/// limit ended.
+async fn emit_login(
+    manager: &SessionManager,
+    new_id: &SessionId,
+    previous: Option<SessionId>,
+    user_id: &str,
+    evicted: Vec<SessionId>,
+) {
+    manager
+        .emit(|| NewEvent {
+            kind: EventKind::LoggedIn { previous },
+            session: Some(new_id.clone()),
+            user: Some(user_id.to_owned()),
+        })
+        .await;
+    for gone in evicted {
+        manager
+            .emit(|| NewEvent {
+                kind: EventKind::Evicted { by: new_id.clone() },
+                session: Some(gone),
+                user: Some(user_id.to_owned()),
+            })
+            .await;
     }
 }
 
@@ -129,12 +170,12 @@ fn written_of(l: &Loaded) -> Written {
 
 /// [`Session::logout`].
 pub(crate) async fn logout(session: &Session) -> Result<()> {
-    let id = {
+    let (id, user) = {
         let st = session.state();
         if let Some(e) = refuse(st.standing()) {
             return Err(e);
         }
-        st.id().cloned()
+        (st.id().cloned(), st.user_id().map(str::to_owned))
     };
     if let Some(id) = &id {
         let manager = session.manager();
@@ -148,6 +189,17 @@ pub(crate) async fn logout(session: &Session) -> Result<()> {
             return Err(Error::Superseded);
         }
         tracing::debug!(session = %id, "logged out");
+        session.state().end();
+        if outcome == LogoutOutcome::Ended {
+            manager
+                .emit(|| NewEvent {
+                    kind: EventKind::LoggedOut,
+                    session: Some(id.clone()),
+                    user,
+                })
+                .await;
+        }
+        return Ok(());
     }
     session.state().end();
     Ok(())
@@ -171,6 +223,21 @@ pub(crate) async fn logout_everywhere(session: &Session) -> Result<u64> {
     };
     tracing::debug!(session = ?id, ended, "logged out everywhere");
     session.state().end();
+    match (&user, &id) {
+        (Some(user), _) => manager.emit_revoked_many(user, None, ended).await,
+        (None, Some(id)) if ended > 0 => {
+            manager
+                .emit(|| NewEvent {
+                    kind: EventKind::Revoked {
+                        scope: RevokeScope::One,
+                    },
+                    session: Some(id.clone()),
+                    user: None,
+                })
+                .await;
+        }
+        _ => {}
+    }
     Ok(ended)
 }
 
@@ -211,21 +278,42 @@ pub(crate) async fn rotate(session: &Session) -> Result<()> {
         },
         other => other?,
     };
-    let mut st = session.state();
-    match outcome {
-        RotateOutcome::Rotated(written) => {
-            // The store dropped the lock with the old token; as after a
-            // login, the new token is known to this request only.
-            st.rotated(new, written, true);
-            Ok(())
+    let user = {
+        let mut st = session.state();
+        match outcome {
+            RotateOutcome::Rotated(written) => {
+                // The store dropped the lock with the old token; as after a
+                // login, the new token is known to this request only.
+                st.rotated(new, written, true);
+                st.user_id().map(str::to_owned)
+            }
+            // Another request replaced the token first. Its writes still go
+            // through at commit if that was a periodic rotation (an alias), and
+            // are dropped if it was a login or explicit rotation.
+            RotateOutcome::Superseded => return Err(Error::Superseded),
+            RotateOutcome::Gone => {
+                st.end();
+                return Err(Error::SessionEnded);
+            }
         }
-        // Another request replaced the token first. Its writes still go
-        // through at commit if that was a periodic rotation (an alias), and
-        // are dropped if it was a login or explicit rotation.
-        RotateOutcome::Superseded => Err(Error::Superseded),
-        RotateOutcome::Gone => {
-            st.end();
-            Err(Error::SessionEnded)
-        }
-    }
+    };
+    emit_rotated(manager, id, new_id, user, RotationReason::Explicit).await;
+    Ok(())
+}
+
+/// The event of a rotation from `previous` to `new_id`.
+pub(crate) async fn emit_rotated(
+    manager: &SessionManager,
+    previous: SessionId,
+    new_id: SessionId,
+    user: Option<String>,
+    reason: RotationReason,
+) {
+    manager
+        .emit(|| NewEvent {
+            kind: EventKind::Rotated { previous, reason },
+            session: Some(new_id),
+            user,
+        })
+        .await;
 }

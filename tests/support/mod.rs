@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sessionkit::clock::ManualClock;
+use sessionkit::events::EventBus;
 use sessionkit::{MemoryStore, SessionConfig, SessionManager, SessionStore};
 
 #[cfg(feature = "axum")]
@@ -53,6 +54,35 @@ pub enum Concrete {
     Redis(RedisStore),
     #[cfg(feature = "postgres")]
     Postgres(PostgresStore),
+}
+
+impl Concrete {
+    /// The store as the manager sees it.
+    pub fn store(&self) -> Arc<dyn SessionStore> {
+        match self {
+            Concrete::Memory(s) => Arc::new(s.clone()),
+            #[cfg(feature = "redis")]
+            Concrete::Redis(s) => Arc::new(s.clone()),
+            #[cfg(feature = "postgres")]
+            Concrete::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// The store's event bus.
+    pub fn events(&self) -> Arc<dyn EventBus> {
+        match self {
+            Concrete::Memory(s) => Arc::new(s.events()),
+            #[cfg(feature = "redis")]
+            Concrete::Redis(s) => Arc::new(s.events()),
+            #[cfg(feature = "postgres")]
+            Concrete::Postgres(s) => Arc::new(s.events()),
+        }
+    }
+
+    /// A manager on this store with events on.
+    pub fn manager_with_events(&self, config: SessionConfig) -> SessionManager {
+        SessionManager::from_arc(self.store(), config).with_events(self.events())
+    }
 }
 
 /// A store under test, with a way to move its clock.
@@ -349,15 +379,45 @@ impl Backend {
         }
     }
 
+    /// A second store on the same data, with connections of its own (in
+    /// memory, the one store: a process has only one), without a client
+    /// cache: another instance of the app.
+    pub async fn second_concrete(&self) -> Concrete {
+        match self {
+            Backend::Memory { store, .. } | Backend::MemoryPaused { store } => {
+                Concrete::Memory(store.clone())
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis { server, .. } | Backend::RedisCached { server, .. } => Concrete::Redis(
+                RedisStore::connect(&server.url())
+                    .await
+                    .expect("second connection to the test's redis-server"),
+            ),
+            #[cfg(feature = "redis")]
+            Backend::RedisCluster {
+                cluster, prefix, ..
+            }
+            | Backend::RedisClusterCached {
+                cluster, prefix, ..
+            } => Concrete::Redis(Backend::cluster_store(cluster, prefix, None).await),
+            #[cfg(feature = "redis")]
+            Backend::RedisSentinel {
+                sentinel, prefix, ..
+            }
+            | Backend::RedisSentinelCached {
+                sentinel, prefix, ..
+            } => Concrete::Redis(Backend::sentinel_store(sentinel, prefix, None).await),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres { server, schema, .. }
+            | Backend::PostgresCached { server, schema, .. } => {
+                Concrete::Postgres(Backend::postgres_store(server, schema, None).await)
+            }
+        }
+    }
+
     /// The store as the manager sees it.
     pub fn store(&self) -> Arc<dyn SessionStore> {
-        match self.concrete() {
-            Concrete::Memory(s) => Arc::new(s),
-            #[cfg(feature = "redis")]
-            Concrete::Redis(s) => Arc::new(s),
-            #[cfg(feature = "postgres")]
-            Concrete::Postgres(s) => Arc::new(s),
-        }
+        self.concrete().store()
     }
 
     /// A manager over this backend's store.

@@ -7,6 +7,7 @@
 //! or purge holds up the whole store. Each shard keeps an expiry queue; the
 //! purge pops the due entries shard by shard in bounded batches (`purge`).
 
+mod events;
 mod keyed;
 mod ops;
 mod purge;
@@ -19,6 +20,7 @@ mod wake;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::events::MemoryEvents;
 use self::shards::Shards;
 use crate::clock::{Clock, SystemClock};
 use crate::SessionId;
@@ -53,6 +55,8 @@ struct Inner {
     waiters: crate::store::waiters::Waiters<SessionId>,
     /// Keyed sessions (`keyed.rs`), apart from cookie sessions.
     keyed: keyed::Keyed,
+    /// The lifecycle events of managers on this store (`events.rs`).
+    events: MemoryEvents,
 }
 
 /// Builds a [`MemoryStore`] with a custom clock or purge interval.
@@ -81,6 +85,7 @@ impl MemoryStoreBuilder {
     pub fn build(self) -> MemoryStore {
         let inner = Arc::new(Inner {
             shards: Shards::new(),
+            events: MemoryEvents::new(self.clock.clone()),
             clock: self.clock,
             waiters: Default::default(),
             keyed: Default::default(),
@@ -111,6 +116,13 @@ impl MemoryStore {
             clock: Arc::new(SystemClock),
             purge_interval: Some(Duration::from_secs(60)),
         }
+    }
+
+    /// The store's event bus, for
+    /// [`SessionManager::with_events`](crate::SessionManager::with_events):
+    /// managers on clones of this store share it.
+    pub fn events(&self) -> MemoryEvents {
+        self.inner.events.clone()
     }
 
     /// Removes every expired session, marker and keyed session now.

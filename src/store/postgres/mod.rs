@@ -91,6 +91,7 @@
 
 mod builder;
 mod cache;
+mod events;
 mod keyed;
 mod ops;
 mod purge;
@@ -103,6 +104,7 @@ use sqlx::PgPool;
 
 pub use self::builder::PostgresStoreBuilder;
 pub use self::cache::PostgresCacheStats;
+pub use self::events::PostgresEvents;
 use crate::store::waiters::Waiters;
 use crate::{Error, Result, SessionId};
 

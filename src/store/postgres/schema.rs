@@ -18,6 +18,7 @@ const MIGRATIONS: &[&[&str]] = &[
         include_str!("sql/locks_v1.sql"),
     ],
     &[include_str!("sql/keyed_v2.sql")],
+    &[include_str!("sql/events_v3.sql")],
 ];
 
 /// The schema version this build of sessionkit installs.

@@ -45,6 +45,7 @@
 //! | `<prefix>:{<tag>}:w:<hash>` | STRING | set while requests wait for that lock (the lease as its TTL): `unlock` then publishes a release notice |
 //! | `<prefix>:{<tag>}:idx` | ZSET | the logged-in sessions of that tag: member = `<hash>`, score = the session's expiry (ms, Redis clock) |
 //! | `<prefix>:{<keyed id>}:k` | HASH | one keyed session ([`Tracker`](crate::tracker::Tracker)), active or finished; see `keyed.rs` |
+//! | `<prefix>:events` | STREAM | lifecycle events ([`RedisStore::events`]), field `e` = the event's JSON; only with events on |
 //!
 //! A session hash has one field per data key, `d:<key>`, holding the value's
 //! JSON, and metadata fields: `@user` (absent while anonymous), `@created`,
@@ -224,6 +225,7 @@ mod builder;
 mod cache;
 mod conn;
 mod connection;
+mod events;
 mod keyed;
 mod keys;
 mod locking;
@@ -247,6 +249,7 @@ pub use self::cache::ClientCacheStats;
 use self::connection::nodes::CacheNodes;
 pub use self::connection::RedisConnection;
 use self::connection::{within, Backend};
+pub use self::events::RedisEvents;
 pub use self::keys::key_slot;
 use self::keys::Keys;
 use self::scripts::Scripts;

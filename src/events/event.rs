@@ -1,0 +1,135 @@
+//! The event records: what happened ([`EventKind`]), to which session and
+//! user, and when by the store's clock ([`SessionEvent`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::SessionId;
+
+/// What happened to a session. Serialized as JSON with a `kind` tag
+/// (`{"kind":"logged_in","previous":null}`), the form the Redis store keeps
+/// in its stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// An anonymous session was stored for the first time (its first
+    /// write). A login stores its session as [`LoggedIn`](Self::LoggedIn)
+    /// instead.
+    Created,
+    /// A user logged in: the event's session is the new one, bound to the
+    /// event's user.
+    LoggedIn {
+        /// The session the login was made from and retired (the anonymous
+        /// session whose data was carried over), if it was stored.
+        previous: Option<SessionId>,
+    },
+    /// The session's token was replaced; the event's session is the new
+    /// id.
+    Rotated {
+        /// The id it replaced.
+        previous: SessionId,
+        /// Why.
+        reason: RotationReason,
+    },
+    /// The session was ended by its own request
+    /// ([`Session::logout`](crate::Session::logout)).
+    LoggedOut,
+    /// Sessions were ended from elsewhere (an admin, "log out other
+    /// devices").
+    Revoked {
+        /// Which sessions.
+        scope: RevokeScope,
+    },
+    /// The session was ended by a login of its user that went over the
+    /// per-user limit ([`UserLimit`](crate::UserLimit)).
+    Evicted {
+        /// The session of the login that evicted it.
+        by: SessionId,
+    },
+}
+
+/// Why a token was replaced ([`EventKind::Rotated`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationReason {
+    /// The configured [`rotation_interval`](crate::SessionConfig::rotation_interval)
+    /// passed.
+    Periodic,
+    /// The application called [`Session::rotate`](crate::Session::rotate).
+    Explicit,
+}
+
+/// Which sessions a revocation ended ([`EventKind::Revoked`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "of", rename_all = "snake_case")]
+pub enum RevokeScope {
+    /// The event's session, alone.
+    One,
+    /// Every session of the event's user ("log out everywhere"); the
+    /// event names no session.
+    AllOfUser {
+        /// How many were ended.
+        count: u64,
+    },
+    /// Every session of the event's user but one ("log out other
+    /// devices"); the event names no session.
+    AllButOne {
+        /// The session that was kept.
+        kept: SessionId,
+        /// How many were ended.
+        count: u64,
+    },
+}
+
+/// An event as the manager hands it to an [`EventBus`](super::EventBus):
+/// the bus gives it its id and time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// The session it happened to (its public id, never the token); `None`
+    /// for a revocation of many sessions.
+    pub session: Option<SessionId>,
+    /// The session's user, where known: a revocation by id alone does not
+    /// read the session, so it names no user.
+    pub user: Option<String>,
+}
+
+/// One recorded event, as subscribers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    /// The bus's id for it, increasing in the order events were recorded
+    /// (on Redis, the stream entry id).
+    pub id: String,
+    /// When the store recorded it, in milliseconds since the Unix epoch on
+    /// the store's clock (on Redis, the server's).
+    pub at_ms: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The session (its public id, as in
+    /// [`SessionInfo::id`](crate::SessionInfo)); `None` for a revocation
+    /// of many sessions.
+    pub session: Option<SessionId>,
+    /// The user, where known.
+    pub user: Option<String>,
+}
+
+impl SessionEvent {
+    /// The recorded form of `event`.
+    pub fn recorded(event: NewEvent, id: String, at_ms: i64) -> Self {
+        SessionEvent {
+            id,
+            at_ms,
+            kind: event.kind,
+            session: event.session,
+            user: event.user,
+        }
+    }
+
+    /// The event's time as a date.
+    pub fn at(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.at_ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+}

@@ -1,0 +1,525 @@
+//! Lifecycle events across instances (`sessionkit::events`): two instances
+//! on one store, one serving HTTP (axum or actix-web), both subscribed;
+//! every event type reaches both, in order, with the right session, user
+//! and reason; parallel logins give one event per login; events name
+//! session ids, never tokens. On every store: memory, Redis (standalone,
+//! Cluster, Sentinel, with and without the client cache) and PostgreSQL.
+//!
+//! Redis-only tests at the end: events off send no command, events on
+//! cost exactly one `XADD` per event (counted with `INFO commandstats`),
+//! and a feed carries on across a Redis restart.
+
+mod http_client;
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use sessionkit::events::{EventFeed, EventKind, RevokeScope, RotationReason, SessionEvent};
+use sessionkit::{Error, MaxSessionsPolicy, Session, SessionConfig, SessionId};
+
+use http_client::{routes, with_layer, Framework, Routes};
+use support::browser::{start_browser, Browser};
+use support::Backend;
+
+/// How long an expected event may take to arrive (feeds poll every 100 ms).
+const WAIT: Duration = Duration::from_secs(10);
+
+/// How long a feed must stay silent to show that no further event came.
+const QUIET: Duration = Duration::from_millis(600);
+
+/// The periodic rotation interval of the scenario below.
+const ROTATE_EVERY: Duration = Duration::from_secs(3);
+
+async fn next(feed: &mut EventFeed, expecting: &str) -> SessionEvent {
+    match tokio::time::timeout(WAIT, feed.recv()).await {
+        Ok(Ok(event)) => event,
+        Ok(Err(e)) => panic!("expecting {expecting}: the feed said {e}"),
+        Err(_) => panic!("expecting {expecting}: no event within {WAIT:?}"),
+    }
+}
+
+async fn assert_quiet(feed: &mut EventFeed, after: &str) {
+    if let Ok(got) = tokio::time::timeout(QUIET, feed.recv()).await {
+        panic!("no event expected after {after}, got {got:?}");
+    }
+}
+
+/// The id the server gives the browser's current session.
+async fn id_of(b: &Browser, srv: &http_client::TestServer) -> SessionId {
+    let body = b.body(srv, "/id").await;
+    body.parse()
+        .unwrap_or_else(|e| panic!("/id answered {body:?}: {e}"))
+}
+
+fn app() -> Routes {
+    routes().route("/rotate-now", |session: Session, _| async move {
+        session.rotate().await?;
+        Ok::<_, Error>("rotated".to_owned())
+    })
+}
+
+/// Checks one event against what was expected, naming the step.
+fn check(
+    step: &str,
+    got: &SessionEvent,
+    kind: &EventKind,
+    session: Option<&SessionId>,
+    user: Option<&str>,
+) {
+    assert_eq!(&got.kind, kind, "{step}: kind of {got:?}");
+    assert_eq!(got.session.as_ref(), session, "{step}: session of {got:?}");
+    assert_eq!(got.user.as_deref(), user, "{step}: user of {got:?}");
+}
+
+/// Every kind of event but expiry, caused on instance A (over HTTP, and
+/// through its manager) and one on instance B, seen in the same order with
+/// the same ids by feeds on both.
+async fn every_event_type_reaches_both_instances(backend: Backend, fw: Framework) {
+    let config = SessionConfig::default()
+        .rotation_interval(Some(ROTATE_EVERY))
+        .max_sessions_per_user(2, MaxSessionsPolicy::EvictOldest);
+    let a = backend.concrete().manager_with_events(config.clone());
+    let b = backend.second_concrete().await.manager_with_events(config);
+    let mut feed_a = a.events().await.expect("subscribe on instance A");
+    let mut feed_b = b.events().await.expect("subscribe on instance B");
+    let srv = with_layer(fw, app(), a.clone()).await;
+    let mut seen = Vec::new();
+    macro_rules! expect {
+        ($step:expr, $kind:expr, $session:expr, $user:expr) => {{
+            let got = next(&mut feed_b, $step).await;
+            check($step, &got, &$kind, $session, $user);
+            let mirror = next(&mut feed_a, $step).await;
+            assert_eq!(mirror, got, "{}: instance A saw another event", $step);
+            seen.push(got);
+        }};
+    }
+
+    let b1 = start_browser(&srv, None).await;
+    let anon = id_of(&b1, &srv).await;
+    expect!("first write", EventKind::Created, Some(&anon), None);
+
+    b1.send(&srv, "/login/alice").await;
+    let s1 = id_of(&b1, &srv).await;
+    expect!(
+        "login",
+        EventKind::LoggedIn {
+            previous: Some(anon.clone())
+        },
+        Some(&s1),
+        Some("alice")
+    );
+
+    b1.send(&srv, "/rotate-now").await;
+    let s2 = id_of(&b1, &srv).await;
+    expect!(
+        "explicit rotation",
+        EventKind::Rotated {
+            previous: s1,
+            reason: RotationReason::Explicit
+        },
+        Some(&s2),
+        Some("alice")
+    );
+
+    backend
+        .advance(ROTATE_EVERY + Duration::from_millis(100))
+        .await;
+    b1.send(&srv, "/set/k/v").await;
+    let s3 = id_of(&b1, &srv).await;
+    assert_ne!(s3, s2, "the rotation interval passed: the write rotates");
+    expect!(
+        "periodic rotation",
+        EventKind::Rotated {
+            previous: s2,
+            reason: RotationReason::Periodic
+        },
+        Some(&s3),
+        Some("alice")
+    );
+
+    let b2 = start_browser(&srv, Some("alice")).await;
+    let t2 = id_of(&b2, &srv).await;
+    expect!(
+        "second device",
+        EventKind::LoggedIn { previous: None },
+        Some(&t2),
+        Some("alice")
+    );
+    let b3 = start_browser(&srv, Some("alice")).await;
+    let t3 = id_of(&b3, &srv).await;
+    expect!(
+        "third device",
+        EventKind::LoggedIn { previous: None },
+        Some(&t3),
+        Some("alice")
+    );
+    // The least recently used goes, "to within one touch interval" on
+    // Redis (see `MaxSessionsPolicy::EvictOldest`): b1's or b2's.
+    let evicted = next(&mut feed_b, "limit of 2").await;
+    assert_eq!(evicted, next(&mut feed_a, "limit of 2").await);
+    let gone = evicted.session.clone().expect("names the evicted session");
+    let survivor = match gone {
+        ref g if *g == s3 => t2.clone(),
+        ref g if *g == t2 => s3.clone(),
+        other => panic!("evicted {other}, neither of alice's older sessions {s3} and {t2}"),
+    };
+    check(
+        "limit of 2",
+        &evicted,
+        &EventKind::Evicted { by: t3.clone() },
+        Some(&gone),
+        Some("alice"),
+    );
+    seen.push(evicted);
+
+    assert!(a.revoke_of_user("alice", &survivor).await.unwrap());
+    expect!(
+        "revoke one",
+        EventKind::Revoked {
+            scope: RevokeScope::One
+        },
+        Some(&survivor),
+        Some("alice")
+    );
+
+    let b4 = start_browser(&srv, Some("alice")).await;
+    let t4 = id_of(&b4, &srv).await;
+    expect!(
+        "fourth device",
+        EventKind::LoggedIn { previous: None },
+        Some(&t4),
+        Some("alice")
+    );
+    assert_eq!(a.revoke_user_except("alice", &t3).await.unwrap(), 1);
+    expect!(
+        "log out other devices",
+        EventKind::Revoked {
+            scope: RevokeScope::AllButOne {
+                kept: t3.clone(),
+                count: 1
+            }
+        },
+        None,
+        Some("alice")
+    );
+
+    b3.send(&srv, "/logout").await;
+    expect!("logout", EventKind::LoggedOut, Some(&t3), Some("alice"));
+
+    let b5 = start_browser(&srv, Some("bob")).await;
+    let t5 = id_of(&b5, &srv).await;
+    expect!(
+        "bob logs in",
+        EventKind::LoggedIn { previous: None },
+        Some(&t5),
+        Some("bob")
+    );
+    // Caused on instance B: A's feed must see it too.
+    assert_eq!(b.revoke_user("bob").await.unwrap(), 1);
+    expect!(
+        "log out everywhere, on B",
+        EventKind::Revoked {
+            scope: RevokeScope::AllOfUser { count: 1 }
+        },
+        None,
+        Some("bob")
+    );
+
+    // Nothing that ended nothing is reported.
+    assert!(!a.revoke(&t3).await.unwrap());
+    assert_eq!(a.revoke_user("nobody").await.unwrap(), 0);
+    assert_quiet(&mut feed_b, "revocations that ended nothing").await;
+
+    let ids: Vec<&str> = seen.iter().map(|e| e.id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "event ids increase in recording order");
+    let times: Vec<i64> = seen.iter().map(|e| e.at_ms).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "store times in order: {times:?}"
+    );
+    let tokens: Vec<String> = [&b1, &b2, &b3, &b4, &b5]
+        .iter()
+        .flat_map(|b| b.log())
+        .filter_map(|e| e.sent_token)
+        .collect();
+    for event in &seen {
+        let text = format!("{event:?}");
+        for t in &tokens {
+            assert!(
+                !text.contains(t.as_str()),
+                "an event shows a token: {event:?}"
+            );
+        }
+    }
+}
+
+/// Browsers send requests in parallel: a login racing four writes of the
+/// same session gives one `LoggedIn` (from the anonymous session) and no
+/// `Created`; eight devices logging in at once under single login give
+/// eight `LoggedIn` and an `Evicted` for each session but the survivor.
+async fn parallel_logins_give_one_event_each(backend: Backend, fw: Framework) {
+    let config = SessionConfig::default().single_login(true);
+    let a = backend.concrete().manager_with_events(config.clone());
+    let b = backend.second_concrete().await.manager_with_events(config);
+    let mut feed = b.events().await.expect("subscribe on instance B");
+    let srv = with_layer(fw, app(), a.clone()).await;
+
+    let browser = start_browser(&srv, None).await;
+    let anon = id_of(&browser, &srv).await;
+    let created = next(&mut feed, "the first write").await;
+    check(
+        "first write",
+        &created,
+        &EventKind::Created,
+        Some(&anon),
+        None,
+    );
+    let paths: Vec<String> = ["/login/carol", "/set/a/1", "/set/b/2", "/set/c/3", "/incr"]
+        .iter()
+        .map(|p| (*p).to_owned())
+        .collect();
+    browser.parallel(&srv, &paths).await;
+    let login = next(&mut feed, "the login").await;
+    let carol = id_of(&browser, &srv).await;
+    check(
+        "login racing writes",
+        &login,
+        &EventKind::LoggedIn {
+            previous: Some(anon),
+        },
+        Some(&carol),
+        Some("carol"),
+    );
+    assert_quiet(&mut feed, "a login racing writes").await;
+
+    let devices: Vec<Browser> = (0..8).map(|_| Browser::new()).collect();
+    futures::future::join_all(devices.iter().map(|d| d.send(&srv, "/login/dave"))).await;
+    let mut logged_in = BTreeSet::new();
+    let mut evicted = BTreeSet::new();
+    for i in 0..15 {
+        let event = next(&mut feed, &format!("event {i} of 8 logins and 7 evictions")).await;
+        assert_eq!(event.user.as_deref(), Some("dave"), "{event:?}");
+        let session = event.session.clone().expect("names its session");
+        match event.kind {
+            EventKind::LoggedIn { previous: None } => assert!(logged_in.insert(session)),
+            EventKind::Evicted { .. } => assert!(evicted.insert(session)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_quiet(&mut feed, "8 logins and 7 evictions").await;
+    let live: BTreeSet<SessionId> = a
+        .sessions_of("dave")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(live.len(), 1, "single login leaves one session");
+    let mut accounted = evicted.clone();
+    accounted.extend(live.iter().cloned());
+    assert_eq!(
+        logged_in, accounted,
+        "every login but the survivor's was evicted, and said so"
+    );
+}
+
+scenario_tests!(
+    @topologies
+    every_event_type_reaches_both_instances,
+    parallel_logins_give_one_event_each,
+);
+
+/// Events on Redis, counted: off sends no stream command and the same
+/// commands as before; on adds one `XADD` per event and nothing to reads
+/// and writes.
+#[cfg(feature = "redis")]
+mod redis_cost {
+    use std::collections::BTreeMap;
+
+    use std::time::Duration;
+
+    use sessionkit::redis::RedisStore;
+    use sessionkit::{SessionConfig, SessionManager};
+
+    use super::http_client::{with_layer, Framework};
+    use super::support::browser::Browser;
+    use super::support::redis_server::{command_stats, RedisServer};
+
+    /// Commands the server ran during `step`, by name (the `INFO` that
+    /// counts them left out).
+    async fn counted<F: std::future::Future<Output = ()>>(
+        con: &mut redis::aio::MultiplexedConnection,
+        step: F,
+    ) -> BTreeMap<String, u64> {
+        let before = command_stats(con).await;
+        step.await;
+        let after = command_stats(con).await;
+        after
+            .into_iter()
+            // The counting itself, and the lock-release subscriber's
+            // heartbeat, which runs on its own clock.
+            .filter(|(name, _)| !matches!(name.as_str(), "info" | "ping"))
+            .filter_map(|(name, n)| {
+                let d = n - before.get(&name).copied().unwrap_or(0);
+                (d > 0).then_some((name, d))
+            })
+            .collect()
+    }
+
+    /// The commands of: first write, read, write, login, read, logout.
+    async fn one_visit(
+        manager: SessionManager,
+        con: &mut redis::aio::MultiplexedConnection,
+    ) -> Vec<BTreeMap<String, u64>> {
+        let srv = with_layer(Framework::Axum, super::app(), manager).await;
+        let b = Browser::new();
+        let mut out = Vec::new();
+        for path in [
+            "/set/a/1",
+            "/get/a",
+            "/set/b/2",
+            "/login/erin",
+            "/get/a",
+            "/logout",
+        ] {
+            out.push(
+                counted(con, async {
+                    b.send(&srv, path).await;
+                })
+                .await,
+            );
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_cost_one_xadd_per_event_and_nothing_when_off() {
+        let server = tokio::task::spawn_blocking(RedisServer::start)
+            .await
+            .unwrap();
+        let mut con = server
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let config = SessionConfig::default();
+        let off = one_visit(SessionManager::new(store.clone(), config.clone()), &mut con).await;
+        let on_manager = SessionManager::new(store.clone(), config).with_events(store.events());
+        let on = one_visit(on_manager, &mut con).await;
+        let steps = ["first write", "read", "write", "login", "read", "logout"];
+        let events = [1, 0, 0, 1, 0, 1];
+        for (i, step) in steps.iter().enumerate() {
+            let total = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
+            println!(
+                "{step:12} events off: {:2} commands {:?}; on: {:2} commands {:?}",
+                total(&off[i]),
+                off[i],
+                total(&on[i]),
+                on[i]
+            );
+            for name in ["xadd", "xread", "xrevrange"] {
+                assert!(
+                    !off[i].contains_key(name),
+                    "{step}: events off sent {name}: {:?}",
+                    off[i]
+                );
+            }
+            let mut extra = on[i].clone();
+            match extra.get_mut("xadd") {
+                Some(n) if *n == events[i] => {
+                    extra.remove("xadd");
+                }
+                None if events[i] == 0 => {}
+                other => panic!("{step}: expected {} XADD, got {other:?}", events[i]),
+            }
+            assert_eq!(
+                extra, off[i],
+                "{step}: events on changed the other commands"
+            );
+        }
+    }
+
+    /// A feed across a restart of Redis (with its append-only file): it
+    /// reconnects by itself and delivers what was recorded before it lost
+    /// the connection and after; a logout attempted while Redis is down
+    /// fails (503) and records nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_feed_carries_on_across_a_redis_restart() {
+        let mut server = tokio::task::spawn_blocking(|| {
+            RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+        })
+        .await
+        .unwrap();
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let other = RedisStore::connect(&server.url()).await.unwrap();
+        let a = SessionManager::new(store.clone(), SessionConfig::default())
+            .with_events(store.events());
+        let b = SessionManager::new(other.clone(), SessionConfig::default())
+            .with_events(other.events());
+        let mut feed = b.events().await.unwrap();
+        let srv = with_layer(Framework::Axum, super::app(), a.clone()).await;
+        let browser = Browser::new();
+        browser.send(&srv, "/login/frank").await;
+        let first = super::next(&mut feed, "the login before the restart").await;
+        assert_eq!(first.user.as_deref(), Some("frank"));
+
+        let mut server = tokio::task::spawn_blocking(move || {
+            server.stop();
+            server
+        })
+        .await
+        .unwrap();
+        let down = browser.send(&srv, "/logout").await;
+        assert_eq!(
+            down.status,
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "logout with Redis down"
+        );
+        let server = tokio::task::spawn_blocking(move || {
+            server.restart();
+            server
+        })
+        .await
+        .unwrap();
+        // The store's connection comes back on its own; wait for it.
+        let deadline = std::time::Instant::now() + super::WAIT;
+        while a.sessions_of("frank").await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the store did not reconnect"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Recorded by instance A before B's feed has read again.
+        browser.send(&srv, "/logout").await;
+        let second = Browser::new();
+        second.send(&srv, "/login/grace").await;
+        let after: Vec<_> = [
+            super::next(&mut feed, "the logout after the restart").await,
+            super::next(&mut feed, "the login after the restart").await,
+        ]
+        .into_iter()
+        .map(|e| (e.kind, e.user))
+        .collect();
+        assert_eq!(
+            after,
+            vec![
+                (
+                    sessionkit::events::EventKind::LoggedOut,
+                    Some("frank".to_owned())
+                ),
+                (
+                    sessionkit::events::EventKind::LoggedIn { previous: None },
+                    Some("grace".to_owned())
+                ),
+            ]
+        );
+        super::assert_quiet(&mut feed, "the restart").await;
+        drop(server);
+    }
+}
