@@ -49,6 +49,10 @@
 //! - **Locks with fencing** are columns of the session row; `unlock` sends
 //!   a `NOTIFY`, so waiters on every instance wake at once.
 //!
+//! - **Lifecycle events** (schema version 3, [`PostgresStore::events`]):
+//!   rows of `<prefix>events`, numbered in commit order by
+//!   `<prefix>publish_event` under an advisory lock, read by polling feeds.
+//!
 //! # Keyed sessions
 //!
 //! The [`Tracker`](crate::tracker::Tracker)'s records (schema version 2)
