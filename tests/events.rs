@@ -15,12 +15,14 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sessionkit::events::{EventFeed, EventKind, RevokeScope, RotationReason, SessionEvent};
+use sessionkit::events::{
+    EventFeed, EventKind, ExpiryReason, RevokeScope, RotationReason, SessionEvent,
+};
 use sessionkit::{Error, MaxSessionsPolicy, Session, SessionConfig, SessionId};
 
 use http_client::{routes, with_layer, Framework, Routes};
 use support::browser::{start_browser, Browser};
-use support::Backend;
+use support::{Backend, Concrete};
 
 /// How long an expected event may take to arrive (feeds poll every 100 ms).
 const WAIT: Duration = Duration::from_secs(10);
@@ -327,10 +329,155 @@ async fn parallel_logins_give_one_event_each(backend: Backend, fw: Framework) {
     );
 }
 
+/// Two instances of the backend's store with expiry events on: on Redis
+/// with `expiry_events(true)`, on PostgreSQL with a 200 ms purge (memory:
+/// the one store, purged by the test).
+async fn expiry_instances(backend: &Backend) -> (Concrete, Concrete) {
+    #[cfg(feature = "redis")]
+    use sessionkit::redis::RedisStore;
+    match backend {
+        Backend::Memory { store, .. } | Backend::MemoryPaused { store } => (
+            Concrete::Memory(store.clone()),
+            Concrete::Memory(store.clone()),
+        ),
+        #[cfg(feature = "redis")]
+        _ if backend.name().starts_with("redis") => {
+            let cache = backend.name().ends_with("cached");
+            let mut pair = Vec::new();
+            for first in [true, false] {
+                let builder = match backend {
+                    Backend::Redis { server, .. } | Backend::RedisCached { server, .. } => {
+                        RedisStore::builder().url(server.url())
+                    }
+                    Backend::RedisCluster {
+                        cluster, prefix, ..
+                    }
+                    | Backend::RedisClusterCached {
+                        cluster, prefix, ..
+                    } => RedisStore::builder()
+                        .cluster(cluster.nodes())
+                        .key_prefix(prefix.as_str()),
+                    Backend::RedisSentinel {
+                        sentinel, prefix, ..
+                    }
+                    | Backend::RedisSentinelCached {
+                        sentinel, prefix, ..
+                    } => RedisStore::builder()
+                        .sentinel(sentinel.master_name(), sentinel.sentinel_urls())
+                        .key_prefix(prefix.as_str()),
+                    _ => unreachable!("a Redis backend"),
+                };
+                let builder = if first && cache {
+                    builder.client_cache(1000)
+                } else {
+                    builder
+                };
+                let store = builder
+                    .expiry_events(true)
+                    .build()
+                    .await
+                    .expect("a Redis store with expiry events");
+                pair.push(Concrete::Redis(store));
+            }
+            let b = pair.pop().expect("two stores");
+            (pair.pop().expect("two stores"), b)
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres { server, schema, .. }
+        | Backend::PostgresCached { server, schema, .. } => {
+            let cache = matches!(backend, Backend::PostgresCached { .. });
+            let build = |cache: bool| async move {
+                let builder = sessionkit::postgres::PostgresStore::builder()
+                    .url(server.url())
+                    .schema(schema.as_str())
+                    .purge_interval(Some(Duration::from_millis(200)));
+                let builder = if cache { builder.cache(1000) } else { builder };
+                Concrete::Postgres(builder.build().await.expect("a PostgreSQL store"))
+            };
+            (build(cache).await, build(false).await)
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("every backend is listed"),
+    }
+}
+
+/// Skips events until one of `kind`'s shape for `user` (a login's
+/// `Created`, say).
+async fn until(
+    feed: &mut EventFeed,
+    what: &str,
+    user: &str,
+    f: fn(&EventKind) -> bool,
+) -> SessionEvent {
+    loop {
+        let e = next(feed, what).await;
+        if f(&e.kind) && e.user.as_deref() == Some(user) {
+            return e;
+        }
+    }
+}
+
+/// A session that runs out of idle time with no request is reported once,
+/// on both instances, with its user and its data as they were; one ended
+/// by logout first is not reported as expired; the expired session is
+/// gone.
+async fn expiry_is_reported_once_with_user_and_data(backend: Backend, fw: Framework) {
+    const IDLE: Duration = Duration::from_secs(2);
+    let config = SessionConfig::default().idle_timeout(IDLE);
+    let (ca, cb) = expiry_instances(&backend).await;
+    let a = ca.manager_with_events(config.clone());
+    let b = cb.manager_with_events(config);
+    let mut feed_a = a.events().await.expect("subscribe on instance A");
+    let mut feed_b = b.events().await.expect("subscribe on instance B");
+    let srv = with_layer(fw, app(), a.clone()).await;
+
+    let alice = start_browser(&srv, Some("alice")).await;
+    alice.send(&srv, "/set/cart/3").await;
+    let id = id_of(&alice, &srv).await;
+    let bob = start_browser(&srv, Some("bob")).await;
+    bob.send(&srv, "/logout").await;
+    for feed in [&mut feed_a, &mut feed_b] {
+        until(feed, "alice's login", "alice", |k| {
+            matches!(k, EventKind::LoggedIn { .. })
+        })
+        .await;
+        until(feed, "bob's logout", "bob", |k| *k == EventKind::LoggedOut).await;
+    }
+
+    backend.advance(IDLE + Duration::from_millis(200)).await;
+    if let Concrete::Memory(store) = &ca {
+        store.purge_expired();
+    }
+    let got = next(&mut feed_b, "alice's expiry").await;
+    let mut data = serde_json::Map::new();
+    data.insert("cart".to_owned(), serde_json::json!("3"));
+    check(
+        "expiry",
+        &got,
+        &EventKind::Expired {
+            reason: ExpiryReason::Idle,
+            data,
+        },
+        Some(&id),
+        Some("alice"),
+    );
+    assert_eq!(
+        next(&mut feed_a, "alice's expiry on A").await,
+        got,
+        "instance A saw another event"
+    );
+    assert_quiet(&mut feed_b, "the expiry (reported once, and not bob's)").await;
+    assert!(
+        a.sessions_of("alice").await.unwrap().is_empty(),
+        "the expired session is gone"
+    );
+}
+
 scenario_tests!(
     @topologies
     every_event_type_reaches_both_instances,
     parallel_logins_give_one_event_each,
+    expiry_is_reported_once_with_user_and_data,
 );
 
 /// Events on Redis, counted: off sends no stream command and the same
@@ -409,10 +556,22 @@ mod redis_cost {
         let store = RedisStore::connect(&server.url()).await.unwrap();
         let config = SessionConfig::default();
         let off = one_visit(SessionManager::new(store.clone(), config.clone()), &mut con).await;
-        let on_manager = SessionManager::new(store.clone(), config).with_events(store.events());
+        let on_manager =
+            SessionManager::new(store.clone(), config.clone()).with_events(store.events());
         let on = one_visit(on_manager, &mut con).await;
+        let watched = RedisStore::builder()
+            .url(server.url())
+            .expiry_events(true)
+            .build()
+            .await
+            .unwrap();
+        let expiry_manager =
+            SessionManager::new(watched.clone(), config).with_events(watched.events());
+        let expiry = one_visit(expiry_manager, &mut con).await;
         let steps = ["first write", "read", "write", "login", "read", "logout"];
         let events = [1, 0, 0, 1, 0, 1];
+        // A new session's TTL is set once (create, login): one shadow `SET`.
+        let shadows = [1, 0, 0, 1, 0, 0];
         for (i, step) in steps.iter().enumerate() {
             let total = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
             println!(
@@ -441,6 +600,24 @@ mod redis_cost {
                 extra, off[i],
                 "{step}: events on changed the other commands"
             );
+            let total = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
+            println!(
+                "{step:12} with expiry events: {:2} commands {:?}",
+                total(&expiry[i]),
+                expiry[i]
+            );
+            let mut more = expiry[i].clone();
+            let sets = |m: &BTreeMap<String, u64>| m.get("set").copied().unwrap_or(0);
+            assert_eq!(
+                sets(&more),
+                sets(&on[i]) + shadows[i],
+                "{step}: expiry events add {} shadow SET: {more:?}",
+                shadows[i]
+            );
+            more.remove("set");
+            let mut plain = on[i].clone();
+            plain.remove("set");
+            assert_eq!(plain, more, "{step}: expiry events changed other commands");
         }
     }
 
@@ -521,5 +698,87 @@ mod redis_cost {
         );
         super::assert_quiet(&mut feed, "the restart").await;
         drop(server);
+    }
+}
+
+/// Expiry events where the server refuses `CONFIG` (managed Redis): the
+/// build fails saying what to configure; with the server configured and
+/// `configure_notifications(false)`, expiries are reported.
+#[cfg(feature = "redis")]
+mod redis_notifications {
+    use std::time::Duration;
+
+    use sessionkit::events::{EventKind, ExpiryReason};
+    use sessionkit::redis::RedisStore;
+    use sessionkit::store::ClientInfo;
+    use sessionkit::{SessionConfig, SessionManager};
+
+    use super::support::redis_server::RedisServer;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_refusing_config_fails_the_build_with_what_to_set() {
+        let server = tokio::task::spawn_blocking(|| {
+            RedisServer::start_with(&["--rename-command", "CONFIG", ""])
+        })
+        .await
+        .unwrap();
+        let refused = RedisStore::builder()
+            .url(server.url())
+            .expiry_events(true)
+            .build()
+            .await
+            .expect_err("CONFIG is refused: the build cannot make sure of the notices");
+        let message = refused.to_string();
+        for part in [
+            "notify-keyspace-events",
+            "Ex",
+            "configure_notifications(false)",
+        ] {
+            assert!(message.contains(part), "{part:?} in {message:?}");
+        }
+        // Without expiry events the same server serves.
+        RedisStore::builder()
+            .url(server.url())
+            .build()
+            .await
+            .expect("no CONFIG needed without expiry events");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_preconfigured_server_reports_expiries_without_config() {
+        let server = tokio::task::spawn_blocking(|| {
+            RedisServer::start_with(&[
+                "--rename-command",
+                "CONFIG",
+                "",
+                "--notify-keyspace-events",
+                "Ex",
+            ])
+        })
+        .await
+        .unwrap();
+        let store = RedisStore::builder()
+            .url(server.url())
+            .expiry_events(true)
+            .configure_notifications(false)
+            .build()
+            .await
+            .expect("trusts the server's configuration");
+        let config = SessionConfig::default().idle_timeout(Duration::from_secs(1));
+        let manager = SessionManager::new(store.clone(), config).with_events(store.events());
+        let mut feed = manager.events().await.unwrap();
+        let session = manager.load(None, ClientInfo::default()).await.unwrap();
+        session.login("ivy").await.unwrap();
+        let login = super::next(&mut feed, "the login").await;
+        let expired = super::next(&mut feed, "the expiry").await;
+        assert_eq!(expired.session, login.session);
+        assert_eq!(expired.user.as_deref(), Some("ivy"));
+        assert_eq!(
+            expired.kind,
+            EventKind::Expired {
+                reason: ExpiryReason::Idle,
+                data: serde_json::Map::new()
+            }
+        );
     }
 }

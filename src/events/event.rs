@@ -46,6 +46,38 @@ pub enum EventKind {
         /// The session of the login that evicted it.
         by: SessionId,
     },
+    /// The session ran out of time with no request ending it, and the
+    /// store removed it (see "Expiry" in the [module docs](super)).
+    Expired {
+        /// Which timeout ran out.
+        reason: ExpiryReason,
+        /// The session's data as it was when it expired.
+        data: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// Which timeout ended a session ([`EventKind::Expired`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryReason {
+    /// No request for the [`idle_timeout`](crate::SessionConfig::idle_timeout).
+    Idle,
+    /// The [`absolute_timeout`](crate::SessionConfig::absolute_timeout)
+    /// since the session was created passed.
+    Absolute,
+}
+
+impl ExpiryReason {
+    /// The reason for a session that expired at `expires_ms` (the earlier
+    /// of its idle and absolute deadlines) with absolute deadline
+    /// `absolute_ms`.
+    pub fn of(expires_ms: i64, absolute_ms: i64) -> Self {
+        if expires_ms >= absolute_ms {
+            ExpiryReason::Absolute
+        } else {
+            ExpiryReason::Idle
+        }
+    }
 }
 
 /// Why a token was replaced ([`EventKind::Rotated`]).

@@ -39,6 +39,7 @@
 //! | [`LoggedOut`](EventKind::LoggedOut) | [`Session::logout`](crate::Session::logout) | the ended session | the user, if logged in |
 //! | [`Revoked`](EventKind::Revoked) | [`revoke`](crate::SessionManager::revoke), [`revoke_of_user`](crate::SessionManager::revoke_of_user) (scope `One`); [`revoke_user`](crate::SessionManager::revoke_user), [`Session::logout_everywhere`](crate::Session::logout_everywhere) (`AllOfUser`); [`revoke_user_except`](crate::SessionManager::revoke_user_except) (`AllButOne`) | the ended session (`One`), else none | the user (none for `revoke` by id alone) |
 //! | [`Evicted`](EventKind::Evicted) | a login over the per-user limit ended an older session | the ended session (`by`: the login's) | the user |
+//! | [`Expired`](EventKind::Expired) | the idle or absolute timeout ran out (`reason`), with no request ending it | the expired session (`data`: its data then) | the user, if logged in |
 //!
 //! Every event carries the session's public id ([`SessionId`](crate::SessionId),
 //! never the token) and the store's time. An operation that ended nothing
@@ -63,8 +64,34 @@
 //! recorded in the order their events reached the store: a login's
 //! `Evicted` may come before the evicted session's own `LoggedIn`.
 //!
-//! Not yet: expiry events, events of keyed sessions, and a persistence
-//! hook (issue 14 continues).
+//! # Expiry
+//!
+//! An expiry has no request: the store finds it and publishes it, with the
+//! session's user and data as they were.
+//!
+//! - Memory: the purge (every [`purge_interval`](crate::store::memory::MemoryStoreBuilder::purge_interval),
+//!   60 s by default) publishes one event per expired session it removes,
+//!   while a feed is subscribed.
+//! - PostgreSQL: once `PostgresStore::events` was called, the purge
+//!   (`PostgresStoreBuilder::purge_interval`) records one event per expired
+//!   session in the same transaction as its delete; instances purging
+//!   together claim different rows (`SKIP LOCKED`), so each expiry is
+//!   recorded once, and only if its row is deleted.
+//! - Redis: with `RedisStoreBuilder::expiry_events(true)`, from keyspace
+//!   notifications of a shadow key per session, on every primary of a
+//!   Cluster; every instance hears the notice, one claims the session (a
+//!   script that reads and deletes it) and publishes its event. Pub/Sub
+//!   is at most once: an expiry while no instance is subscribed (all down,
+//!   or reconnecting) is not reported. See `sessionkit::redis::RedisStore`'s
+//!   key layout for the cost.
+//!
+//! So an expiry is reported within the purge interval (memory,
+//! PostgreSQL) or as soon as Redis expires the shadow (Redis samples
+//! expired keys ten times a second; under load it can lag), never before
+//! the session's deadline. A session that is ended explicitly (logout,
+//! revoke) after its deadline but before the store noticed is not reported
+//! as expired. Keyed sessions ([`Tracker`](crate::tracker::Tracker)) have
+//! no events yet.
 //!
 //! # Cost
 //!
@@ -80,4 +107,6 @@ mod bus;
 mod event;
 
 pub use self::bus::{EventBus, EventFeed, FeedError, FeedSender};
-pub use self::event::{EventKind, NewEvent, RevokeScope, RotationReason, SessionEvent};
+pub use self::event::{
+    EventKind, ExpiryReason, NewEvent, RevokeScope, RotationReason, SessionEvent,
+};

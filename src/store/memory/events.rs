@@ -44,16 +44,29 @@ impl MemoryEvents {
     }
 }
 
-#[async_trait]
-impl EventBus for MemoryEvents {
-    async fn publish(&self, event: NewEvent) -> Result<SessionEvent> {
+impl MemoryEvents {
+    /// Whether a feed is subscribed: the purge collects expired sessions
+    /// for their events only then.
+    pub(super) fn listened(&self) -> bool {
+        self.inner.tx.receiver_count() > 0
+    }
+
+    /// Records `event` (publishing never waits on this bus).
+    pub(super) fn publish_now(&self, event: NewEvent) -> SessionEvent {
         let seq = self.inner.seq.fetch_add(1, Ordering::SeqCst) + 1;
         // Zero-padded, so ids compare as strings in recording order too.
         let recorded =
             SessionEvent::recorded(event, format!("{seq:020}"), self.inner.clock.now_ms());
         // No subscriber is not an error: nobody was listening.
         let _ = self.inner.tx.send(recorded.clone());
-        Ok(recorded)
+        recorded
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryEvents {
+    async fn publish(&self, event: NewEvent) -> Result<SessionEvent> {
+        Ok(self.publish_now(event))
     }
 
     async fn subscribe(&self) -> Result<EventFeed> {

@@ -120,7 +120,10 @@ impl MemoryStore {
 
     /// The store's event bus, for
     /// [`SessionManager::with_events`](crate::SessionManager::with_events):
-    /// managers on clones of this store share it.
+    /// managers on clones of this store share it. While a feed is
+    /// subscribed, the purge publishes an
+    /// [`Expired`](crate::events::EventKind::Expired) event for each
+    /// session it removes.
     pub fn events(&self) -> MemoryEvents {
         self.inner.events.clone()
     }

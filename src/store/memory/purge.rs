@@ -5,16 +5,31 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use super::state::Live;
 use super::Inner;
+use crate::events::{EventKind, ExpiryReason, NewEvent};
+use crate::SessionId;
 
 /// The most expiry-queue entries one lock hold pops.
 const BATCH: usize = 128;
 
 impl Inner {
     /// One batch on one shard: how many entries it removed, and whether the
-    /// shard has more due.
+    /// shard has more due. While a feed listens, each expired session's
+    /// event is published, after the shard's lock is released.
     fn purge_batch(&self, shard: usize, now: i64) -> (usize, bool) {
-        self.shards.lock(shard).purge_due(now, BATCH)
+        if !self.events.listened() {
+            return self.shards.lock(shard).purge_due(now, BATCH, None);
+        }
+        let mut expired = Vec::new();
+        let done = self
+            .shards
+            .lock(shard)
+            .purge_due(now, BATCH, Some(&mut expired));
+        for (id, live) in expired {
+            self.events.publish_now(expired_event(id, *live));
+        }
+        done
     }
 
     /// Purges every shard now, batch after batch. Answers how many entries
@@ -32,6 +47,18 @@ impl Inner {
             }
         }
         purged
+    }
+}
+
+/// The event of a session the purge removed.
+fn expired_event(id: SessionId, live: Live) -> NewEvent {
+    NewEvent {
+        kind: EventKind::Expired {
+            reason: ExpiryReason::of(live.expires_at_ms, live.meta.absolute_deadline_ms),
+            data: live.data.into_iter().collect(),
+        },
+        session: Some(id),
+        user: live.meta.user_id,
     }
 }
 

@@ -203,8 +203,15 @@ impl State {
 
     /// Pops up to `budget` due ids off the expiry queue, removing those that
     /// expired and queueing the others again at their new deadline. Answers
-    /// how many entries were removed, and whether more ids are due.
-    pub(super) fn purge_due(&mut self, now: i64, budget: usize) -> (usize, bool) {
+    /// how many entries were removed, and whether more ids are due. The
+    /// expired live sessions are handed to `expired` when it is given (for
+    /// their expiry events).
+    pub(super) fn purge_due(
+        &mut self,
+        now: i64,
+        budget: usize,
+        mut expired: Option<&mut Vec<(SessionId, Box<Live>)>>,
+    ) -> (usize, bool) {
         let mut removed = 0;
         for _ in 0..budget {
             match self.expiry.peek() {
@@ -217,8 +224,11 @@ impl State {
             match self.entries.get(&id).map(Entry::deadline) {
                 None => {}
                 Some(deadline) if deadline <= now => {
-                    self.remove(&id);
+                    let entry = self.remove(&id);
                     removed += 1;
+                    if let (Some(out), Some(Entry::Live(live))) = (expired.as_deref_mut(), entry) {
+                        out.push((id, live));
+                    }
                 }
                 Some(deadline) => self.expiry.push(Reverse((deadline, id))),
             }

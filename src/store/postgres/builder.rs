@@ -257,6 +257,7 @@ impl PostgresStoreBuilder {
                 keyed_waiters: Waiters::default(),
                 origin: format!("{:016x}", rand::random::<u64>()),
                 listening: AtomicBool::new(false),
+                expiry_retain: std::sync::atomic::AtomicI64::new(0),
             }),
         };
         cache::spawn_listener(&store.inner);

@@ -6,6 +6,7 @@
 //! interval ([`EventFeed::polling`]); after a failure it waits and reads on from that id, so a lost
 //! connection or a restarted server loses nothing the table still holds.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,7 +42,15 @@ pub struct PostgresEvents {
 impl PostgresStore {
     /// The store's event bus (the table `<prefix>events`), for
     /// [`SessionManager::with_events`](crate::SessionManager::with_events).
+    ///
+    /// From this call on, the store's purge records an
+    /// [`Expired`](crate::events::EventKind::Expired) event for each
+    /// session it deletes: expiry events come at the purge interval (see
+    /// [`purge_interval`](super::PostgresStoreBuilder::purge_interval)).
     pub fn events(&self) -> PostgresEvents {
+        self.inner
+            .expiry_retain
+            .store(DEFAULT_RETAINED, Ordering::Relaxed);
         let names = &self.inner.names;
         PostgresEvents {
             publish: names.render("SELECT * FROM {schema}.{prefix}publish_event($1, $2)"),
@@ -62,6 +71,10 @@ impl PostgresEvents {
     #[must_use]
     pub fn retained(mut self, events: i64) -> Self {
         self.retained = events.max(1);
+        self.store
+            .inner
+            .expiry_retain
+            .store(self.retained, Ordering::Relaxed);
         self
     }
 

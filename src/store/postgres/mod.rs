@@ -140,6 +140,9 @@ struct Inner {
     /// Whether the listener is subscribed (release notices are sent only
     /// then: a waiter registered while it is down polls instead).
     listening: std::sync::atomic::AtomicBool,
+    /// How many events the table keeps, once [`PostgresStore::events`] was
+    /// called (0 before): the purge then records each expiry.
+    expiry_retain: std::sync::atomic::AtomicI64,
 }
 
 impl Drop for Inner {

@@ -2,6 +2,7 @@
 //! keyed sessions deleted in bounded batches, by every instance (batches
 //! skip rows another holds).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -18,7 +19,12 @@ pub(super) async fn purge_all(inner: &Inner, batch: u32) -> Result<u64> {
     let mut keyed_left = true;
     loop {
         if sessions_left {
-            let n = deleted(inner, &inner.sql.purge, batch).await?;
+            let retain = inner.expiry_retain.load(Ordering::Relaxed);
+            let n = if retain > 0 {
+                recorded(inner, batch, retain).await?
+            } else {
+                deleted(inner, &inner.sql.purge, batch).await?
+            };
             total += n;
             // A batch deletes up to `batch` sessions and as many markers.
             sessions_left = n >= full;
@@ -40,6 +46,18 @@ pub(super) async fn purge_all(inner: &Inner, batch: u32) -> Result<u64> {
 async fn deleted(inner: &Inner, sql: &str, batch: i32) -> Result<u64> {
     let n: i64 = sqlx::query_scalar(sql)
         .bind(batch)
+        .fetch_one(&inner.pool)
+        .await
+        .map_err(pg_error)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// One purge statement that records an expiry event per session it
+/// deletes (`sql/expiry_v4.sql`): how many rows it deleted.
+async fn recorded(inner: &Inner, batch: i32, retain: i64) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(&inner.sql.purge_events)
+        .bind(batch)
+        .bind(retain)
         .fetch_one(&inner.pool)
         .await
         .map_err(pg_error)?;

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
     &[include_str!("sql/keyed_v2.sql")],
     &[include_str!("sql/events_v3.sql")],
+    &[include_str!("sql/expiry_v4.sql")],
 ];
 
 /// The schema version this build of sessionkit installs.
@@ -195,6 +196,8 @@ pub(super) struct Sql {
     pub(super) unlock: String,
     pub(super) touch: String,
     pub(super) purge: String,
+    /// The purge that records an expiry event per session (events on).
+    pub(super) purge_events: String,
     pub(super) keyed: String,
     pub(super) keyed_purge: String,
     pub(super) ping: String,
@@ -224,6 +227,7 @@ impl Sql {
             unlock: call("unlock", 2),
             touch: call("touch", 2),
             purge: call("purge", 1),
+            purge_events: call("purge_events", 2),
             keyed: call("keyed", 13),
             keyed_purge: call("keyed_purge", 1),
             ping: format!("SELECT pg_notify('{}', '')", n.changes_channel()),

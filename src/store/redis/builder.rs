@@ -47,6 +47,8 @@ pub struct RedisStoreBuilder {
     pub(super) heartbeat: Duration,
     pub(super) durable: Option<(u64, Duration)>,
     pub(super) sentinel_master_password: Option<String>,
+    pub(super) expiry_events: bool,
+    pub(super) configure_notifications: bool,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -72,6 +74,8 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("client_cache", &self.client_cache)
             .field("heartbeat_interval", &self.heartbeat)
             .field("durable_revocations", &self.durable)
+            .field("expiry_events", &self.expiry_events)
+            .field("configure_notifications", &self.configure_notifications)
             .finish_non_exhaustive()
     }
 }
@@ -93,7 +97,40 @@ impl RedisStoreBuilder {
             heartbeat: Duration::from_secs(1),
             durable: None,
             sentinel_master_password: None,
+            expiry_events: false,
+            configure_notifications: true,
         }
+    }
+
+    /// Report sessions that expire with no request
+    /// ([`EventKind::Expired`](crate::events::EventKind::Expired), with
+    /// their user and data) on the store's [event bus](RedisStore::events).
+    /// Default off.
+    ///
+    /// Each session then has a shadow key whose expiry Redis reports
+    /// (keyspace notifications: the build sets `notify-keyspace-events` to
+    /// include `Ex`, and fails with what to configure where `CONFIG` is
+    /// refused), and its hash outlives its expiry by
+    /// [`EXPIRY_GRACE`](super::EXPIRY_GRACE) (5 minutes) so that its data
+    /// can still be read: one more key per session, and one more command
+    /// when its expiry moves (once per touch interval). Turn it on on every
+    /// instance that shares the prefix. Delivery is at most once: see
+    /// "Expiry" in [`sessionkit::events`](crate::events).
+    pub fn expiry_events(mut self, on: bool) -> Self {
+        self.expiry_events = on;
+        self
+    }
+
+    /// Whether a store with [`expiry_events`](Self::expiry_events) checks
+    /// and sets the server's `notify-keyspace-events` with `CONFIG`
+    /// (default true). Turn it off where `CONFIG` is refused (managed
+    /// services) after setting `notify-keyspace-events Ex` in the server's
+    /// own configuration: the store then trusts it (as Spring Session's
+    /// `ConfigureRedisAction.NO_OP`), and expiries go unreported if it is
+    /// not so.
+    pub fn configure_notifications(mut self, on: bool) -> Self {
+        self.configure_notifications = on;
+        self
     }
 
     /// Connect to this URL (`redis://[user:password@]host[:port][/db]`,
@@ -399,7 +436,11 @@ impl RedisStoreBuilder {
             inner: Arc::new(Inner {
                 backend,
                 keys: Keys::new(&self.prefix),
-                scripts: Scripts::new(),
+                scripts: Scripts::new(if self.expiry_events {
+                    super::duration_ms(super::EXPIRY_GRACE)
+                } else {
+                    0
+                }),
                 command_timeout: self.command_timeout,
                 one_slot_per_call,
                 cache,
@@ -407,8 +448,14 @@ impl RedisStoreBuilder {
                 durable: self.durable,
                 durable_backend,
                 releases,
+                expiry: std::sync::OnceLock::new(),
             }),
         };
+        if self.expiry_events {
+            let watch = self.watch_expiry(&store).await?;
+            // Just built: nothing else set it.
+            let _ = store.inner.expiry.set(watch);
+        }
         if store.inner.cache.is_some() {
             spawn_flusher(Arc::downgrade(&store.inner));
         }

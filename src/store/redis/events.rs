@@ -45,6 +45,8 @@ pub struct RedisEvents {
 impl RedisStore {
     /// The store's event bus (the stream `<prefix>:events`), for
     /// [`SessionManager::with_events`](crate::SessionManager::with_events).
+    /// Expiries are reported on it only by a store built with
+    /// [`expiry_events`](super::RedisStoreBuilder::expiry_events).
     pub fn events(&self) -> RedisEvents {
         RedisEvents {
             key: format!("{}:events", self.key_prefix()),

@@ -1,13 +1,16 @@
 //! Ending a session: `SessionStore::logout` (the session a token names,
-//! without loading it first: `LazySession`) and the call `revoke` shares
-//! with it, one script each.
+//! without loading it first: `LazySession`), the call `revoke` shares with
+//! it, and the claim of an expired session for its event (`expiry.rs`),
+//! one script each.
 
 use ::redis::Value;
 
 use super::args::id_in_tag;
 use super::conn::invocation;
 use super::replies::{rest, split, unknown};
+use super::reply::{bad, data_fields};
 use super::{ms, RedisStore};
+use crate::events::{EventKind, ExpiryReason, NewEvent};
 use crate::store::{LogoutOutcome, Timeouts};
 use crate::{Result, SessionId};
 
@@ -85,5 +88,44 @@ fn decode(v: Value) -> Result<(LogoutOutcome, Option<String>)> {
         "none" => Ok((LogoutOutcome::Missing, None)),
         "moved" => Ok((LogoutOutcome::Superseded, None)),
         other => Err(unknown(S, other)),
+    }
+}
+
+impl RedisStore {
+    /// Runs `expire.lua` on `id`: its event when this call claimed it.
+    pub(super) async fn claim_expired(&self, id: &SessionId) -> Result<Option<NewEvent>> {
+        const S: &str = "expire";
+        let script = &self.inner.scripts.expire;
+        let reply = self
+            .end_session(
+                id,
+                script,
+                |inv| {
+                    inv.arg(id.hash_part());
+                },
+                |v| Ok((v, false)),
+            )
+            .await?;
+        let (status, items) = split(S, reply)?;
+        match status.as_str() {
+            "none" => Ok(None),
+            "expired" => {
+                let (user, reason, fields): (String, String, Vec<Value>) = rest(S, &status, items)?;
+                let reason = match reason.as_str() {
+                    "absolute" => ExpiryReason::Absolute,
+                    _ => ExpiryReason::Idle,
+                };
+                let data = data_fields(&fields).map_err(|e| bad(S, e))?;
+                Ok(Some(NewEvent {
+                    kind: EventKind::Expired {
+                        reason,
+                        data: data.into_iter().collect(),
+                    },
+                    session: Some(id.clone()),
+                    user: (!user.is_empty()).then_some(user),
+                }))
+            }
+            other => Err(unknown(S, other)),
+        }
     }
 }

@@ -46,6 +46,7 @@
 //! | `<prefix>:{<tag>}:idx` | ZSET | the logged-in sessions of that tag: member = `<hash>`, score = the session's expiry (ms, Redis clock) |
 //! | `<prefix>:{<keyed id>}:k` | HASH | one keyed session ([`Tracker`](crate::tracker::Tracker)), active or finished; see `keyed.rs` |
 //! | `<prefix>:events` | STREAM | lifecycle events ([`RedisStore::events`]), field `e` = the event's JSON; only with events on |
+//! | `<prefix>:{<tag>}:x:<hash>` | STRING | the session's expiry shadow (empty, its TTL the session's `@exp`): only with [`RedisStoreBuilder::expiry_events`], whose session hashes then live [`EXPIRY_GRACE`] past their expiry (see `expiry.rs`) |
 //!
 //! A session hash has one field per data key, `d:<key>`, holding the value's
 //! JSON, and metadata fields: `@user` (absent while anonymous), `@created`,
@@ -226,6 +227,7 @@ mod cache;
 mod conn;
 mod connection;
 mod events;
+mod expiry;
 mod keyed;
 mod keys;
 mod locking;
@@ -250,6 +252,7 @@ use self::connection::nodes::CacheNodes;
 pub use self::connection::RedisConnection;
 use self::connection::{within, Backend};
 pub use self::events::RedisEvents;
+pub use self::expiry::EXPIRY_GRACE;
 pub use self::keys::key_slot;
 use self::keys::Keys;
 use self::scripts::Scripts;
@@ -323,6 +326,8 @@ struct Inner {
     durable_backend: Option<Backend>,
     /// Lock release notices (`release.rs`).
     releases: release::Releases,
+    /// The expiry watcher, when expiry events are on (`expiry.rs`).
+    expiry: std::sync::OnceLock<expiry::Watch>,
 }
 
 impl fmt::Debug for RedisStore {

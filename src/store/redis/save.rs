@@ -194,9 +194,17 @@ impl RedisStore {
     }
 
     /// Deletes a session found past its deadline, and its index entry.
+    /// With expiry events on, the hash is left for the expiry watcher,
+    /// which reports it (as `drop_expired` in `common.lua` does).
     async fn end_expired(&self, id: &SessionId, key: &str, has_user: bool) -> Result<()> {
+        let watched = self.inner.expiry.get().is_some();
+        if watched && !has_user {
+            return Ok(());
+        }
         let mut pipe = ::redis::pipe();
-        pipe.cmd("DEL").arg(key).ignore();
+        if !watched {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
         if has_user {
             pipe.cmd("ZREM")
                 .arg(self.inner.keys.index(id.tag()))

@@ -30,15 +30,22 @@ pub(crate) struct Scripts {
     pub(crate) unlock: Script,
     /// Every keyed-session operation (`Tracker`).
     pub(crate) keyed: Script,
-}
-
-fn script(body: &str) -> Script {
-    Script::new(&format!("{SHEBANG}{COMMON}\n{body}"))
+    /// The claim of an expired session for its event (expiry events on).
+    pub(crate) expire: Script,
 }
 
 impl Scripts {
-    pub(crate) fn new() -> Self {
+    /// The scripts of a store whose session keys outlive their expiry by
+    /// `grace_ms` (0: expiry events off), which `common.lua` reads as
+    /// `EXPIRY_GRACE`: a constant, so events off cost no command.
+    pub(crate) fn new(grace_ms: i64) -> Self {
+        let script = |body: &str| {
+            Script::new(&format!(
+                "{SHEBANG}local EXPIRY_GRACE = {grace_ms}\n{COMMON}\n{body}"
+            ))
+        };
         Scripts {
+            expire: script(include_str!("scripts/expire.lua")),
             load: script(include_str!("scripts/load.lua")),
             create: script(include_str!("scripts/create.lua")),
             save: script(include_str!("scripts/save.lua")),
@@ -60,7 +67,7 @@ impl Scripts {
     }
 
     /// All scripts, to preload with `SCRIPT LOAD`.
-    pub(crate) fn all(&self) -> [&Script; 15] {
+    pub(crate) fn all(&self) -> [&Script; 16] {
         [
             &self.load,
             &self.create,
@@ -77,6 +84,7 @@ impl Scripts {
             &self.renew_lock,
             &self.unlock,
             &self.keyed,
+            &self.expire,
         ]
     }
 }

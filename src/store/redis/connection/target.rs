@@ -120,13 +120,18 @@ impl Target {
                     })?
             }
         };
-        let info = client.get_connection_info().clone();
-        let redis = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        Client::open(info.set_redis_settings(redis)).map_err(Error::store)
+        resp3(&client)
     }
+}
+
+/// `client`'s settings speaking RESP3 (pushes: Pub/Sub notices).
+pub(crate) fn resp3(client: &Client) -> Result<Client> {
+    let info = client.get_connection_info().clone();
+    let redis = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    Client::open(info.set_redis_settings(redis)).map_err(Error::store)
 }
 
 /// A connection to the first of `sentinels` that accepts one within `limit`.

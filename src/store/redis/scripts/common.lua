@@ -89,6 +89,13 @@ local function index_of(session_key)
   return (string.gsub(session_key, ':s:[%w_%-]+$', ':idx'))
 end
 
+-- The expiry shadow of a session key (expiry events on): an empty string
+-- whose TTL is the session's `@exp`. Redis reports its expiry while the
+-- session hash, whose TTL runs `EXPIRY_GRACE` longer, still holds the data.
+local function shadow_of(session_key)
+  return (string.gsub(session_key, ':s:([%w_%-]+)$', ':x:%1'))
+end
+
 -- The session key of hash part `hash` beside `session_key` (same prefix
 -- and `{tag}`, so the same slot): where a rotation alias leads. Derived,
 -- not declared, for the reason `lock_of` gives.
@@ -141,9 +148,22 @@ local function refresh(key, idx, hash, user, now, idle, deadline, cur, slack)
     redis.call('DEL', key)
     return exp, nil
   end
-  redis.call('PEXPIREAT', key, int(at))
+  redis.call('PEXPIREAT', key, int(at + EXPIRY_GRACE))
+  if EXPIRY_GRACE > 0 then redis.call('SET', shadow_of(key), '', 'PXAT', int(at)) end
   if user then index_put(idx, hash, at) end
   return exp, at
+end
+
+-- Removes an expired session a request came upon, with the keys in `...`
+-- (its lock). With expiry events on, the hash stays for the expiry
+-- handler (`expire.lua`), which reports it with its user and data when
+-- its shadow key runs out; the grace on its TTL keeps it until then.
+local function drop_expired(key, ...)
+  if EXPIRY_GRACE == 0 then
+    redis.call('DEL', key, ...)
+  elseif select('#', ...) > 0 then
+    redis.call('DEL', ...)
+  end
 end
 
 -- HSET of ARGV[from..] taken as field/value pairs, in chunks (unpack has a
@@ -203,6 +223,10 @@ local function inspect(key, now, idle)
   end
   m.exp = m.deadline
   if idle then m.exp = math.min(m.seen + idle, m.deadline) end
+  -- `@exp` is never before the real expiry (see `refresh`) and was the
+  -- key's TTL, which callers without `idle` relied on; with expiry events
+  -- the key outlives it by the grace, so it is checked here.
+  if m.exp_at and m.exp_at < m.exp then m.exp = m.exp_at end
   if now >= m.exp then return 'expired', m end
   return 'live', m
 end
@@ -223,7 +247,7 @@ local function live_of(idx, user, now, idle, skip)
       if state == 'live' then
         if m.user == user then out[#out + 1] = {h, key, m, lock} end
       else
-        if state == 'expired' and m.user == user then redis.call('DEL', key, lock) end
+        if state == 'expired' and m.user == user then drop_expired(key, lock) end
         index_call('ZREM', idx, h)
         -- Redis 7.2+ tracked the missing key `inspect` read (once per
         -- member: it is pruned now).

@@ -29,7 +29,7 @@ if not (seen and deadline and tonumber(m['@created']) and tonumber(m['@issued'])
 end
 local exp = math.min(seen + idle, deadline)
 if now >= exp then
-  redis.call('DEL', KEYS[1])
+  drop_expired(KEYS[1])
   if m['@user'] then index_call('ZREM', idx, hash) end
   return miss({'none'})
 end

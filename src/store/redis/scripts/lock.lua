@@ -34,7 +34,7 @@ if state == 'alias' then return miss({'alias', m}) end
 if state == 'moved' then return miss({'moved'}) end
 if state == 'corrupt' then return miss({'corrupt', 'not a session hash, or invalid metadata'}) end
 if state == 'expired' then
-  redis.call('DEL', KEYS[1], lk)
+  drop_expired(KEYS[1], lk)
   if m.user then index_call('ZREM', idx, hash) end
   return miss({'none'})
 end

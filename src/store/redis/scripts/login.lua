@@ -65,7 +65,7 @@ if max > 0 then
           -- Another user who shares the tag: left alone, and not counted.
           pos = pos + 1
         else
-          if state == 'expired' and m.user == user then redis.call('DEL', key, lock) end
+          if state == 'expired' and m.user == user then drop_expired(key, lock) end
           index_call('ZREM', idx, h)
           -- Redis 7.2+ tracked the missing key `inspect` read.
           if state == 'none' then untrack(key) end

@@ -24,7 +24,7 @@ local function miss(reply)
 end
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'expired' then
-  redis.call('DEL', KEYS[1], old_lock)
+  drop_expired(KEYS[1], old_lock)
   if m.user then index_call('ZREM', idx, ARGV[4]) end
   return miss({'gone'})
 end

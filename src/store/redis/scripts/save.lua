@@ -32,7 +32,7 @@ local user, seen, deadline, ver = f[3], tonumber(f[4]), tonumber(f[5]), tonumber
 -- A corrupt `@ver` (not a number) would fail the write half-way.
 if not (seen and deadline and ver) then return miss({'gone'}) end
 if now >= math.min(seen + idle, deadline) then
-  redis.call('DEL', KEYS[1])
+  drop_expired(KEYS[1])
   if user then index_call('ZREM', idx, hash) end
   return miss({'gone'})
 end

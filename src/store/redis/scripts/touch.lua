@@ -13,7 +13,7 @@ local tracked = ARGV[3] == '1'
 local idx = index_of(KEYS[1])
 local state, m = inspect(KEYS[1], now, idle)
 if state == 'expired' then
-  redis.call('DEL', KEYS[1])
+  drop_expired(KEYS[1])
   if m.user then index_call('ZREM', idx, hash) end
 end
 -- On a tracking connection, a missing session key must not stay in its
