@@ -102,7 +102,7 @@ async fn audit(service: Instance, auditor: Instance) {
 
     let mut alice = client();
     alice.post("/login/alice").await;
-    alice.post("/note/hello").await;
+    alice.post("/note/Hello").await;
     let login = expect(&mut lines, &[" login user=alice session="]).await;
     let alice_session = login.split("session=").nth(1).unwrap().to_owned();
 
@@ -110,7 +110,7 @@ async fn audit(service: Instance, auditor: Instance) {
     let expired = expect(
         &mut lines,
         &[
-            " expired (idle) data={\"note\":\"hello\"} user=alice",
+            " expired (idle) data={\"note\":\"Hello\"} user=alice",
             &format!("session={alice_session}"),
         ],
     )

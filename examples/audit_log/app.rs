@@ -123,7 +123,8 @@ pub fn line(event: &SessionEvent) -> Option<String> {
         EventKind::Evicted { by } => format!("evicted by {by}"),
         EventKind::Expired { reason, data } => {
             let data = serde_json::Value::Object(data.clone());
-            format!("expired ({reason:?}) data={data}").to_lowercase()
+            let reason = format!("{reason:?}").to_lowercase();
+            format!("expired ({reason}) data={data}")
         }
         _ => return None,
     };
