@@ -134,7 +134,9 @@ impl SessionManager {
     /// built without [`with_events`](Self::with_events); store failures.
     pub async fn events(&self) -> Result<EventFeed> {
         let bus = self.bus().ok_or(crate::Error::EventsOff)?;
-        self.call(bus.subscribe()).await
+        let feed = self.call(bus.subscribe()).await?;
+        // Trackers on the same bus have feeds of their own.
+        Ok(feed.filtered(|e| !matches!(e.kind, EventKind::Keyed { .. })))
     }
 
     /// Loads the session for a request (for adapters): finds the token

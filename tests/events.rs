@@ -473,12 +473,167 @@ async fn expiry_is_reported_once_with_user_and_data(backend: Backend, fw: Framew
     );
 }
 
+/// Browsers send requests in parallel: five at once with the cookie of a
+/// session that has just expired (on Redis: before its shadow ran out,
+/// so the requests, not the watcher, find it expired first) get none of
+/// its data, and it is still reported, once, with its data as it was.
+async fn parallel_requests_on_an_expired_session_leave_its_report(backend: Backend, fw: Framework) {
+    const IDLE: Duration = Duration::from_secs(2);
+    let config = SessionConfig::default().idle_timeout(IDLE);
+    let (ca, cb) = expiry_instances(&backend).await;
+    let a = ca.manager_with_events(config.clone());
+    let b = cb.manager_with_events(config);
+    let mut feed = b.events().await.expect("subscribe on instance B");
+    let srv = with_layer(fw, app(), a.clone()).await;
+    let browser = start_browser(&srv, Some("alice")).await;
+    browser.send(&srv, "/set/cart/3").await;
+    let old = id_of(&browser, &srv).await;
+    until(&mut feed, "the login", "alice", |k| {
+        matches!(k, EventKind::LoggedIn { .. })
+    })
+    .await;
+    // Once the touch is due (half the idle timeout), a read moves the
+    // expiry with a touch interval's slack: on Redis the shadow then runs
+    // out a second after the session does.
+    backend.advance(Duration::from_millis(1100)).await;
+    assert_eq!(browser.body(&srv, "/get/cart").await, "3");
+    backend.advance(IDLE + Duration::from_millis(200)).await;
+    let paths: Vec<String> = [
+        "/get/cart",
+        "/set/x/1",
+        "/login/alice",
+        "/incr",
+        "/get/cart",
+    ]
+    .iter()
+    .map(|p| (*p).to_owned())
+    .collect();
+    for e in browser.parallel(&srv, &paths).await {
+        assert_eq!(e.status, http::StatusCode::OK, "{e:?}");
+        assert_ne!(
+            e.body, "3",
+            "a request read the expired session's data: {e:?}"
+        );
+    }
+    if let Concrete::Memory(store) = &ca {
+        store.purge_expired();
+    }
+    let mut data = serde_json::Map::new();
+    data.insert("cart".to_owned(), serde_json::json!("3"));
+    let expected = EventKind::Expired {
+        reason: ExpiryReason::Idle,
+        data,
+    };
+    let mut reports = 0;
+    loop {
+        let wait = if reports == 0 { WAIT } else { QUIET };
+        let Ok(got) = tokio::time::timeout(wait, feed.recv()).await else {
+            break;
+        };
+        let got = got.expect("the feed runs");
+        if got.session.as_ref() == Some(&old) {
+            check(
+                "the expired session",
+                &got,
+                &expected,
+                Some(&old),
+                Some("alice"),
+            );
+            reports += 1;
+        }
+    }
+    assert_eq!(reports, 1, "the expiry is reported once");
+}
+
 scenario_tests!(
     @topologies
     every_event_type_reaches_both_instances,
     parallel_logins_give_one_event_each,
     expiry_is_reported_once_with_user_and_data,
+    parallel_requests_on_an_expired_session_leave_its_report,
 );
+
+/// A tracker's operations, on instance A and on B, reach B's feed of that
+/// tracker in order, naming the tracker and the key (and a write's
+/// version); racing compare-and-set writes give one event per write that
+/// landed; another tracker's feed and the managers' feeds carry none of
+/// them, and a removal of nothing sends nothing.
+async fn keyed_events_reach_both_instances(backend: Backend) {
+    use sessionkit::events::KeyedChange;
+    use sessionkit::tracker::{Tracker, TrackerError};
+
+    let a: Tracker<u32> =
+        Tracker::from_arc(backend.keyed_store(), "jobs").with_events(backend.concrete().events());
+    let second = backend.second_concrete().await;
+    let b: Tracker<u32> =
+        Tracker::from_arc(backend.second_keyed_store().await, "jobs").with_events(second.events());
+    let other: Tracker<u32> =
+        Tracker::from_arc(backend.keyed_store(), "other").with_events(backend.concrete().events());
+    let mut feed = b.events().await.expect("subscribe to B's tracker");
+    let mut others = other.events().await.expect("subscribe to another tracker");
+    let manager = second.manager_with_events(SessionConfig::default());
+    let mut cookies = manager.events().await.expect("subscribe to B's manager");
+    let mut expect = async |step: &str, change: KeyedChange| {
+        let got = next(&mut feed, step).await;
+        assert_eq!(
+            got.kind,
+            EventKind::Keyed {
+                tracker: "jobs".to_owned(),
+                key: "j1".to_owned(),
+                change
+            },
+            "{step}"
+        );
+        assert_eq!((got.session, got.user), (None, None), "{step}");
+    };
+
+    let started = a.start("j1", &1).await.unwrap();
+    expect("start", KeyedChange::Started).await;
+    let v2 = a.update("j1", &2, started.version).await.unwrap();
+    expect("update", KeyedChange::Updated { version: v2 }).await;
+    let (_, mut lock) = a.get_locked("j1").await.unwrap();
+    let v3 = lock.update(&3).await.unwrap().version;
+    expect(
+        "update under the lock",
+        KeyedChange::Updated { version: v3 },
+    )
+    .await;
+    lock.finish().await.unwrap();
+    expect("finish under the lock", KeyedChange::Finished).await;
+    b.resume("j1").await.unwrap();
+    expect("resume, on B", KeyedChange::Resumed).await;
+
+    let current = a.get("j1").await.unwrap().version;
+    let racers: Vec<_> = (0..8u32)
+        .map(|i| {
+            let t = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { t.update("j1", &(10 + i), current).await })
+        })
+        .collect();
+    let mut landed = Vec::new();
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(v) => landed.push(v),
+            Err(TrackerError::Conflict { .. }) => {}
+            Err(e) => panic!("a racing update failed: {e}"),
+        }
+    }
+    assert_eq!(landed.len(), 1, "compare-and-set: one racing write lands");
+    expect(
+        "the racing write that landed",
+        KeyedChange::Updated { version: landed[0] },
+    )
+    .await;
+
+    assert!(a.remove("j1").await.unwrap());
+    expect("remove", KeyedChange::Removed).await;
+    assert!(!a.remove("j1").await.unwrap());
+    assert_quiet(&mut feed, "a removal of nothing").await;
+    assert_quiet(&mut others, "another tracker's operations").await;
+    assert_quiet(&mut cookies, "keyed operations (a manager's feed)").await;
+}
+
+backend_tests!(@topologies keyed_events_reach_both_instances);
 
 /// Events on Redis, counted: off sends no stream command and the same
 /// commands as before; on adds one `XADD` per event and nothing to reads

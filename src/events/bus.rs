@@ -154,6 +154,27 @@ impl EventFeed {
         })
     }
 
+    /// The events of this feed that `keep` accepts, in a feed of their
+    /// own (a task forwards them; dropping the new feed ends both).
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (as `tokio::spawn`).
+    pub fn filtered(mut self, keep: impl Fn(&SessionEvent) -> bool + Send + 'static) -> EventFeed {
+        Self::spawn(move |tx| async move {
+            loop {
+                let delivered = match self.recv().await {
+                    Ok(event) if keep(&event) => tx.send(event).await,
+                    Ok(_) => !tx.is_closed(),
+                    Err(FeedError::Lagged { missed }) => tx.lagged(missed).await,
+                    Err(FeedError::Closed) => false,
+                };
+                if !delivered {
+                    return;
+                }
+            }
+        })
+    }
+
     /// The next event, in the order the store recorded them.
     ///
     /// # Errors

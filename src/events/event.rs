@@ -54,6 +54,39 @@ pub enum EventKind {
         /// The session's data as it was when it expired.
         data: serde_json::Map<String, serde_json::Value>,
     },
+    /// A keyed session ([`Tracker`](crate::tracker::Tracker)) changed; the
+    /// event names no cookie session and no user. Only a tracker's feed
+    /// ([`Tracker::events`](crate::tracker::Tracker::events)) carries these.
+    Keyed {
+        /// The tracker's name.
+        tracker: String,
+        /// The application's key.
+        key: String,
+        /// What happened to it.
+        change: KeyedChange,
+    },
+}
+
+/// What happened to a keyed session ([`EventKind::Keyed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum KeyedChange {
+    /// [`start`](crate::tracker::Tracker::start).
+    Started,
+    /// A write ([`update`](crate::tracker::Tracker::update), or under the
+    /// lock).
+    Updated {
+        /// The version written.
+        version: u64,
+    },
+    /// [`finish`](crate::tracker::Tracker::finish) (or under the lock).
+    Finished,
+    /// [`resume`](crate::tracker::Tracker::resume).
+    Resumed,
+    /// [`remove`](crate::tracker::Tracker::remove) of a session that
+    /// existed.
+    Removed,
 }
 
 /// Which timeout ended a session ([`EventKind::Expired`]).

@@ -90,8 +90,17 @@
 //! expired keys ten times a second; under load it can lag), never before
 //! the session's deadline. A session that is ended explicitly (logout,
 //! revoke) after its deadline but before the store noticed is not reported
-//! as expired. Keyed sessions ([`Tracker`](crate::tracker::Tracker)) have
-//! no events yet.
+//! as expired.
+//!
+//! # Keyed sessions
+//!
+//! A [`Tracker`](crate::tracker::Tracker) with
+//! [`with_events`](crate::tracker::Tracker::with_events) publishes
+//! [`Keyed`](EventKind::Keyed) events on the same bus (started, updated
+//! with the version, finished, resumed, removed), with the same delivery,
+//! and [`Tracker::events`](crate::tracker::Tracker::events) is a feed of
+//! that tracker's. A manager's feed leaves them out. Keyed sessions that
+//! expire are not reported yet.
 //!
 //! # Cost
 //!
@@ -108,5 +117,5 @@ mod event;
 
 pub use self::bus::{EventBus, EventFeed, FeedError, FeedSender};
 pub use self::event::{
-    EventKind, ExpiryReason, NewEvent, RevokeScope, RotationReason, SessionEvent,
+    EventKind, ExpiryReason, KeyedChange, NewEvent, RevokeScope, RotationReason, SessionEvent,
 };

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::ops::refused;
 use super::{Tracked, Tracker, TrackerError};
+use crate::events::KeyedChange;
 use crate::store::keyed::{Guard, KeyedId, KeyedOp, KeyedRecord, KeyedReply, KeyedState};
 use crate::store::lock_wait::{until_free, Attempt};
 
@@ -26,6 +27,8 @@ type Result<T, E = TrackerError> = std::result::Result<T, E>;
 pub struct TrackerLock<T: Serialize + DeserializeOwned + Send + Sync + 'static> {
     tracker: Tracker<T>,
     id: KeyedId,
+    /// The application's key (for events).
+    key: String,
     fence: u64,
     /// Whether the lock still needs releasing.
     held: bool,
@@ -58,6 +61,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Tracker<T> {
         let lock = TrackerLock {
             tracker: self.clone(),
             id,
+            key: key.to_owned(),
             fence,
             held: true,
         };
@@ -120,6 +124,10 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> TrackerLock<T> {
             .tracker
             .record(&self.id, op, KeyedState::Active)
             .await?;
+        let version = r.version;
+        self.tracker
+            .emit(&self.key, KeyedChange::Updated { version })
+            .await;
         Tracked::decode(r)
     }
 
@@ -152,6 +160,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> TrackerLock<T> {
         let r = self.tracker.record(&self.id, op, KeyedState::Active).await;
         if r.is_ok() {
             self.held = false;
+            self.tracker.emit(&self.key, KeyedChange::Finished).await;
         }
         Tracked::decode(r?)
     }

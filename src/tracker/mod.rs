@@ -37,6 +37,17 @@
 //!   `<prefix>:{<id>}:k`, PostgreSQL: its own table), so neither can reach
 //!   the other under the same prefix.
 //!
+//! # Events
+//!
+//! [`Tracker::with_events`] publishes an
+//! [`EventKind::Keyed`](crate::events::EventKind::Keyed) event (tracker,
+//! key and [`KeyedChange`](crate::events::KeyedChange): started, updated
+//! with its version, finished, resumed, removed) after each operation that
+//! changed something, on the store's event bus; [`Tracker::events`] is a
+//! feed of one tracker's events from every instance. Delivery and cost are
+//! those of session events ([`crate::events`]): one command per event,
+//! at most once; off by default, and then nothing is sent.
+//!
 //! # From SessionTracker
 //!
 //! The model is that of SessionTracker (C#, on Redis); its operations map

@@ -9,6 +9,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::{Tracked, TrackerError, TrackerLock, TrackerSettings};
+use crate::events::{EventBus, EventFeed, EventKind, KeyedChange, NewEvent};
 use crate::store::keyed::{
     Guard, KeyedId, KeyedOp, KeyedRecord, KeyedReply, KeyedState, KeyedStore,
 };
@@ -44,6 +45,8 @@ pub struct Tracker<T> {
     pub(super) store: Arc<dyn KeyedStore>,
     pub(super) name: Arc<str>,
     pub(super) settings: TrackerSettings,
+    /// The bus of [`with_events`](Self::with_events), if events are on.
+    pub(super) events: Option<Arc<dyn EventBus>>,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -53,6 +56,7 @@ impl<T> Clone for Tracker<T> {
             store: Arc::clone(&self.store),
             name: Arc::clone(&self.name),
             settings: self.settings,
+            events: self.events.clone(),
             _value: PhantomData,
         }
     }
@@ -63,6 +67,7 @@ impl<T> fmt::Debug for Tracker<T> {
         f.debug_struct("Tracker")
             .field("name", &self.name)
             .field("settings", &self.settings)
+            .field("events", &self.events.is_some())
             .field("store", &self.store)
             .finish()
     }
@@ -97,7 +102,53 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Tracker<T> {
             store,
             name: name.into(),
             settings: TrackerSettings::default(),
+            events: None,
             _value: PhantomData,
+        }
+    }
+
+    /// The same tracker publishing an [`EventKind::Keyed`] event on `bus`
+    /// (the store's: [`MemoryStore::events`](crate::MemoryStore::events),
+    /// `RedisStore::events`, `PostgresStore::events`) after each start,
+    /// write, finish, resume and removal, for every instance's
+    /// [`events`](Self::events). See [`crate::events`] for the delivery.
+    pub fn with_events(mut self, bus: impl EventBus) -> Self {
+        self.events = Some(Arc::new(bus));
+        self
+    }
+
+    /// A feed of this tracker's events (its name's, from every instance),
+    /// from now on.
+    ///
+    /// # Errors
+    /// [`Store`](TrackerError::Store) with
+    /// [`Error::EventsOff`](crate::Error::EventsOff) without
+    /// [`with_events`](Self::with_events); store failures.
+    pub async fn events(&self) -> Result<EventFeed> {
+        let bus = self.events.as_ref().ok_or(crate::Error::EventsOff)?;
+        let feed = bus.subscribe().await?;
+        let name = Arc::clone(&self.name);
+        Ok(feed.filtered(
+            move |e| matches!(&e.kind, EventKind::Keyed { tracker, .. } if **tracker == *name),
+        ))
+    }
+
+    /// Publishes `change` of `key` if events are on. After the operation
+    /// succeeded: a failure to publish is logged, since the operation
+    /// stands.
+    pub(super) async fn emit(&self, key: &str, change: KeyedChange) {
+        let Some(bus) = &self.events else { return };
+        let event = NewEvent {
+            kind: EventKind::Keyed {
+                tracker: self.name.to_string(),
+                key: key.to_owned(),
+                change,
+            },
+            session: None,
+            user: None,
+        };
+        if let Err(e) = bus.publish(event).await {
+            tracing::warn!(error = %e, "a keyed session event could not be published and is lost");
         }
     }
 
@@ -161,6 +212,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Tracker<T> {
                 KeyedState::Active,
             )
             .await?;
+        self.emit(key, KeyedChange::Started).await;
         Tracked::decode(r)
     }
 
@@ -226,7 +278,10 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Tracker<T> {
             value: &json,
             guard: Guard::Version(version),
         };
-        Tracked::decode(self.record(&self.id(key), op, KeyedState::Active).await?)
+        let r = self.record(&self.id(key), op, KeyedState::Active).await?;
+        let version = r.version;
+        self.emit(key, KeyedChange::Updated { version }).await;
+        Tracked::decode(r)
     }
 
     /// Finishes the active session `key`: it moves, in one step, to the
@@ -245,7 +300,9 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Tracker<T> {
     /// As [`finish`](Self::finish).
     pub async fn finish_and_get(&self, key: &str) -> Result<Tracked<T>> {
         let op = KeyedOp::Finish { guard: None };
-        Tracked::decode(self.record(&self.id(key), op, KeyedState::Active).await?)
+        let r = self.record(&self.id(key), op, KeyedState::Active).await?;
+        self.emit(key, KeyedChange::Finished).await;
+        Tracked::decode(r)
     }
 
     /// Moves the finished session `key` back to the active state, with the
@@ -266,6 +323,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Tracker<T> {
         let r = self
             .record(&self.id(key), KeyedOp::Resume, KeyedState::Finished)
             .await?;
+        self.emit(key, KeyedChange::Resumed).await;
         Tracked::decode(r)
     }
 
@@ -276,7 +334,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Tracker<T> {
     /// Only [`Store`](TrackerError::Store).
     pub async fn remove(&self, key: &str) -> Result<bool> {
         match self.call(&self.id(key), KeyedOp::Remove).await? {
-            KeyedReply::Done(existed) => Ok(existed),
+            KeyedReply::Done(existed) => {
+                if existed {
+                    self.emit(key, KeyedChange::Removed).await;
+                }
+                Ok(existed)
+            }
             other => Err(refused(other, KeyedState::Active)),
         }
     }

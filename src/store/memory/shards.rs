@@ -191,6 +191,9 @@ impl<'a> Locked<'a> {
             let st = self.at(at)?;
             let step = match st.entries.get(at) {
                 None => Step::Gone,
+                // An expired session stays for the purge, which reports
+                // it (its expiry event); a run-out marker goes now.
+                Some(Entry::Live(l)) if l.expires_at_ms <= now => Step::Gone,
                 Some(e) if !e.alive(now) => Step::Expired,
                 Some(Entry::Moved { .. }) => Step::Moved,
                 Some(Entry::Live(_)) => Step::Live,

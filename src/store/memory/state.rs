@@ -139,7 +139,9 @@ impl State {
             .map(|live| live.read(id.clone(), now, timeouts))
     }
 
-    /// The user's live sessions in this shard, dropping dead ones.
+    /// The user's live sessions in this shard, dropping entries that are
+    /// no session. Expired sessions stay for the purge, which reports
+    /// them (their expiry event).
     pub(super) fn live_sessions_of(&mut self, user_id: &str, now: i64) -> Vec<(SessionId, i64)> {
         let ids: Vec<SessionId> = match self.users.get(user_id) {
             Some(ids) => ids.iter().cloned().collect(),
@@ -151,6 +153,7 @@ impl State {
                 Some(Entry::Live(l)) if l.expires_at_ms > now => {
                     live.push((id, l.meta.last_seen_ms));
                 }
+                Some(Entry::Live(_)) => {}
                 _ => {
                     self.remove(&id);
                     if let Some(set) = self.users.get_mut(user_id) {
