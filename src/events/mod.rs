@@ -107,7 +107,7 @@
 //! One store command per event: a first write of an anonymous session, a
 //! login (and one per session it evicts), a logout, a rotation, a
 //! revocation; none for reads and ordinary writes (counted with Redis's
-//! `INFO commandstats` in `tests/events.rs`). A feed polls with one
+//! `INFO commandstats` in `tests/redis_events.rs`). A feed polls with one
 //! `XREAD` (a `SELECT` on PostgreSQL) per poll interval while idle.
 //! Without `with_events` nothing is published and nothing is polled:
 //! events off cost nothing.

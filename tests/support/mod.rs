@@ -12,6 +12,7 @@ use sessionkit::{MemoryStore, SessionConfig, SessionManager, SessionStore};
 #[cfg(feature = "axum")]
 pub mod axum_app;
 pub mod browser;
+pub mod events;
 pub mod failing_store;
 #[cfg(feature = "testing")]
 pub mod harness;
