@@ -18,19 +18,47 @@ use support::browser::start_browser;
 use support::events::{assert_quiet, check, expiry_instances, id_of, next, until, QUIET, WAIT};
 use support::{Backend, Concrete};
 
+/// The idle timeout of these scenarios (the touch interval is half).
+const IDLE: Duration = Duration::from_secs(2);
+
+/// Two instances with expiry events on, both subscribed, A serving HTTP.
+struct Watching {
+    a_store: Concrete,
+    a: sessionkit::SessionManager,
+    feed_a: sessionkit::events::EventFeed,
+    feed_b: sessionkit::events::EventFeed,
+    srv: http_client::TestServer,
+}
+
+async fn watching(backend: &Backend, fw: Framework) -> Watching {
+    let config = SessionConfig::default().idle_timeout(IDLE);
+    let (ca, cb) = expiry_instances(backend).await;
+    let a = ca.manager_with_events(config.clone());
+    let b = cb.manager_with_events(config);
+    let feed_a = a.events().await.expect("subscribe on instance A");
+    let feed_b = b.events().await.expect("subscribe on instance B");
+    let srv = with_layer(fw, routes(), a.clone()).await;
+    Watching {
+        a_store: ca,
+        a,
+        feed_a,
+        feed_b,
+        srv,
+    }
+}
+
 /// A session that runs out of idle time with no request is reported once,
 /// on both instances, with its user and its data as they were; one ended
 /// by logout first is not reported as expired; the expired session is
 /// gone.
 async fn expiry_is_reported_once_with_user_and_data(backend: Backend, fw: Framework) {
-    const IDLE: Duration = Duration::from_secs(2);
-    let config = SessionConfig::default().idle_timeout(IDLE);
-    let (ca, cb) = expiry_instances(&backend).await;
-    let a = ca.manager_with_events(config.clone());
-    let b = cb.manager_with_events(config);
-    let mut feed_a = a.events().await.expect("subscribe on instance A");
-    let mut feed_b = b.events().await.expect("subscribe on instance B");
-    let srv = with_layer(fw, routes(), a.clone()).await;
+    let Watching {
+        a_store: ca,
+        a,
+        mut feed_a,
+        mut feed_b,
+        srv,
+    } = watching(&backend, fw).await;
 
     let alice = start_browser(&srv, Some("alice")).await;
     alice.send(&srv, "/set/cart/3").await;
@@ -79,13 +107,12 @@ async fn expiry_is_reported_once_with_user_and_data(backend: Backend, fw: Framew
 /// so the requests, not the watcher, find it expired first) get none of
 /// its data, and it is still reported, once, with its data as it was.
 async fn parallel_requests_on_an_expired_session_leave_its_report(backend: Backend, fw: Framework) {
-    const IDLE: Duration = Duration::from_secs(2);
-    let config = SessionConfig::default().idle_timeout(IDLE);
-    let (ca, cb) = expiry_instances(&backend).await;
-    let a = ca.manager_with_events(config.clone());
-    let b = cb.manager_with_events(config);
-    let mut feed = b.events().await.expect("subscribe on instance B");
-    let srv = with_layer(fw, routes(), a.clone()).await;
+    let Watching {
+        a_store: ca,
+        feed_b: mut feed,
+        srv,
+        ..
+    } = watching(&backend, fw).await;
     let browser = start_browser(&srv, Some("alice")).await;
     browser.send(&srv, "/set/cart/3").await;
     let old = id_of(&browser, &srv).await;
