@@ -449,6 +449,7 @@ impl RedisStoreBuilder {
                 durable_backend,
                 releases,
                 expiry: std::sync::OnceLock::new(),
+                events_retained: std::sync::atomic::AtomicU64::new(super::events::DEFAULT_RETAINED),
             }),
         };
         if self.expiry_events {

@@ -9,6 +9,7 @@
 //! (AOF or RDB) loses nothing the stream still holds. One key, so one slot
 //! on a Cluster: every instance reads the same stream.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,7 +52,7 @@ impl RedisStore {
         RedisEvents {
             key: format!("{}:events", self.key_prefix()),
             store: self.clone(),
-            retained: DEFAULT_RETAINED,
+            retained: self.inner.events_retained.load(Ordering::Relaxed),
             poll: DEFAULT_POLL,
         }
     }
@@ -62,6 +63,11 @@ impl RedisEvents {
     #[must_use]
     pub fn retained(mut self, entries: u64) -> Self {
         self.retained = entries.max(1);
+        // The expiry watcher publishes through `RedisStore::events` too.
+        self.store
+            .inner
+            .events_retained
+            .store(self.retained, Ordering::Relaxed);
         self
     }
 

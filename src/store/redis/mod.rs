@@ -328,6 +328,10 @@ struct Inner {
     releases: release::Releases,
     /// The expiry watcher, when expiry events are on (`expiry.rs`).
     expiry: std::sync::OnceLock<expiry::Watch>,
+    /// How many entries the event stream keeps: the last
+    /// [`RedisEvents::retained`] set, which the watcher's expiry events
+    /// trim to as well.
+    events_retained: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for RedisStore {
