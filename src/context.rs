@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::config::Timeouts;
 use crate::events::{EventBus, NewEvent};
+use crate::store::persist::PersistQueue;
 use crate::store::SessionStore;
 use crate::{Error, Result, SessionConfig};
 
@@ -53,6 +54,16 @@ pub(crate) struct Shared {
     pub(crate) timeouts: Timeouts,
     /// Where lifecycle events go; `None`: events are off.
     pub(crate) events: Option<Arc<dyn EventBus>>,
+    /// Where persistence jobs go; `None`: the persistence hook is off.
+    pub(crate) persist: Option<Persistence>,
+}
+
+/// The persistence hook's side of a manager (`persist/sources.rs`).
+#[derive(Debug, Clone)]
+pub(crate) struct Persistence {
+    pub(crate) queue: Arc<dyn PersistQueue>,
+    /// How long after a change a live session's data is persisted.
+    pub(crate) interval: std::time::Duration,
 }
 
 impl SessionManager {
@@ -65,7 +76,24 @@ impl SessionManager {
                 config,
                 timeouts,
                 events: None,
+                persist: None,
             }),
+        }
+    }
+
+    /// This manager with `change` applied to a copy of what it shares.
+    pub(crate) fn rebuilt(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let shared = &self.inner;
+        let mut copy = Shared {
+            store: shared.store.clone(),
+            config: shared.config.clone(),
+            timeouts: shared.timeouts,
+            events: shared.events.clone(),
+            persist: shared.persist.clone(),
+        };
+        change(&mut copy);
+        SessionManager {
+            inner: Arc::new(copy),
         }
     }
 
@@ -75,15 +103,7 @@ impl SessionManager {
     /// the [`events`](crate::events) module for what is sent and when.
     #[must_use]
     pub fn with_events(self, bus: impl EventBus) -> Self {
-        let shared = &self.inner;
-        SessionManager {
-            inner: Arc::new(Shared {
-                store: shared.store.clone(),
-                config: shared.config.clone(),
-                timeouts: shared.timeouts,
-                events: Some(Arc::new(bus)),
-            }),
-        }
+        self.rebuilt(|s| s.events = Some(Arc::new(bus)))
     }
 
     /// The event bus, if events are on.

@@ -176,6 +176,15 @@ pub enum Error {
          `SessionManager::new(store.clone(), config).with_events(store.events())`"
     )]
     EventsOff,
+
+    /// A persistence operation ([`SessionManager::persist_now`](crate::SessionManager::persist_now),
+    /// [`PersistWorker::spawn`](crate::persist::PersistWorker::spawn)) on a
+    /// manager without persistence.
+    #[error(
+        "the persistence hook is off for this manager: build it with \
+         `SessionManager::new(store.clone(), config).with_persistence(store.persist_queue(), interval)`"
+    )]
+    PersistOff,
 }
 
 impl Error {
@@ -203,7 +212,8 @@ impl Error {
             Error::Serialize { .. }
             | Error::Deserialize { .. }
             | Error::MissingLayer
-            | Error::EventsOff => S::INTERNAL_SERVER_ERROR,
+            | Error::EventsOff
+            | Error::PersistOff => S::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -118,6 +118,7 @@ pub mod events;
 pub mod http;
 mod lazy;
 mod manager;
+pub mod persist;
 mod request;
 mod session;
 pub mod store;

@@ -10,6 +10,7 @@ use crate::events::{EventFeed, EventKind, NewEvent, RevokeScope};
 use crate::http::headers::{self, HeaderSource};
 use crate::http::{CommitError, ResponseHeaders};
 use crate::session::{commit, State};
+use crate::store::persist::Ending;
 use crate::store::{ClientInfo, LoadOutcome, SessionInfo, SessionStore};
 use crate::token::{Tag, Token};
 use crate::{Result, Session, SessionConfig, SessionId, SessionManager};
@@ -62,8 +63,11 @@ impl SessionManager {
     }
 
     async fn revoke_one(&self, id: &SessionId, user: Option<&str>) -> Result<bool> {
+        let snapshot = self.snapshot(id).await;
         let ended = self.call(self.store().revoke(id)).await?;
         if ended {
+            self.note_ended(snapshot.into_iter().collect(), Ending::Revoked)
+                .await;
             self.emit(|| NewEvent {
                 kind: EventKind::Revoked {
                     scope: RevokeScope::One,
@@ -81,7 +85,11 @@ impl SessionManager {
     /// # Errors
     /// Store failures and timeouts.
     pub async fn revoke_user(&self, user_id: &str) -> Result<u64> {
+        let snapshots = self.snapshots_of(user_id, None).await;
         let count = self.call(self.store().revoke_user(user_id, None)).await?;
+        if count > 0 {
+            self.note_ended(snapshots, Ending::Revoked).await;
+        }
         self.emit_revoked_many(user_id, None, count).await;
         Ok(count)
     }
@@ -92,9 +100,13 @@ impl SessionManager {
     /// # Errors
     /// Store failures and timeouts.
     pub async fn revoke_user_except(&self, user_id: &str, keep: &SessionId) -> Result<u64> {
+        let snapshots = self.snapshots_of(user_id, Some(keep)).await;
         let count = self
             .call(self.store().revoke_user(user_id, Some(keep)))
             .await?;
+        if count > 0 {
+            self.note_ended(snapshots, Ending::Revoked).await;
+        }
         self.emit_revoked_many(user_id, Some(keep), count).await;
         Ok(count)
     }

@@ -326,7 +326,7 @@ async fn schema_and_prefix_options_name_the_tables_and_migrations_are_versioned(
     ));
     assert_eq!(
         tables,
-        "app_data,app_events,app_keyed,app_markers,app_schema_version,app_sessions"
+        "app_data,app_events,app_keyed,app_markers,app_persist_jobs,app_schema_version,app_sessions"
     );
     let id = create(&store).await;
     drop(store);

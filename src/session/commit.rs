@@ -84,6 +84,8 @@ async fn write(session: &Session) -> Result<CookieAction> {
         return Ok(cookie_after_commit(config, &session.state()));
     };
 
+    // Whether a write landed: the session's persistence is then due.
+    let mut wrote = false;
     if let (true, Some(old)) = (rotation_due, &token) {
         let new = Token::generate(&old.tag());
         let retire = Retire::Alias(config.rotation_grace);
@@ -112,6 +114,7 @@ async fn write(session: &Session) -> Result<CookieAction> {
             }
         };
         if let Some((previous, user)) = rotated {
+            wrote = true;
             emit_rotated(
                 manager,
                 previous,
@@ -130,10 +133,14 @@ async fn write(session: &Session) -> Result<CookieAction> {
             .await;
         let mut st = session.state();
         match outcome {
-            Ok(SaveOutcome::Saved(written)) => st.saved(written),
+            Ok(SaveOutcome::Saved(written)) => {
+                st.saved(written);
+                wrote = true;
+            }
             Ok(SaveOutcome::SavedToSuccessor(written)) => {
                 st.saved(written);
                 st.rotated_elsewhere();
+                wrote = true;
             }
             Ok(SaveOutcome::Gone) => return Ok(ended_elsewhere(config, &mut st)),
             Ok(SaveOutcome::Superseded) if fence.is_some() => {
@@ -167,6 +174,9 @@ async fn write(session: &Session) -> Result<CookieAction> {
         lock::release(manager, &id, fence).await;
         session.state().drop_lock();
     }
+    if wrote {
+        manager.note_changed(&id).await;
+    }
 
     Ok(cookie_after_commit(config, &session.state()))
 }
@@ -186,6 +196,7 @@ pub(crate) async fn store_new(session: &Session) -> Result<()> {
         .call(manager.store().create(&id, new, manager.timeouts()))
         .await?;
     session.state().stored_as_new(token, &data, written);
+    manager.note_changed(&id).await;
     manager
         .emit(|| NewEvent {
             kind: EventKind::Created,

@@ -18,6 +18,7 @@
 //!   session found there is adopted (see [`landed`]).
 
 use crate::events::{EventKind, NewEvent, RevokeScope, RotationReason};
+use crate::store::persist::Ending;
 use crate::store::{
     LoadOutcome, Loaded, Login, LoginOutcome, LogoutOutcome, Retire, RotateOutcome, Written,
 };
@@ -117,6 +118,8 @@ pub(crate) async fn login(session: &Session, user_id: String) -> Result<()> {
             }
         }
     };
+    manager.note_changed(&new_id).await;
+    manager.note_evicted(&evicted, &user_id).await;
     emit_login(manager, &new_id, old, &user_id, evicted).await;
     Ok(())
 }
@@ -180,6 +183,7 @@ pub(crate) async fn logout(session: &Session) -> Result<()> {
     if let Some(id) = &id {
         let manager = session.manager();
         let store = manager.store();
+        let snapshot = manager.snapshot(id).await;
         let outcome = manager.call(store.logout(id, manager.timeouts())).await?;
         if outcome == LogoutOutcome::Superseded {
             // A login or explicit rotation in another request replaced the
@@ -191,6 +195,9 @@ pub(crate) async fn logout(session: &Session) -> Result<()> {
         tracing::debug!(session = %id, "logged out");
         session.state().end();
         if outcome == LogoutOutcome::Ended {
+            manager
+                .note_ended(snapshot.into_iter().collect(), Ending::LoggedOut)
+                .await;
             manager
                 .emit(|| NewEvent {
                     kind: EventKind::LoggedOut,
@@ -216,11 +223,19 @@ pub(crate) async fn logout_everywhere(session: &Session) -> Result<u64> {
     };
     let manager = session.manager();
     let store = manager.store();
+    let snapshots = match (&user, &id) {
+        (Some(user), _) => manager.snapshots_of(user, None).await,
+        (None, Some(id)) => manager.snapshot(id).await.into_iter().collect(),
+        (None, None) => Vec::new(),
+    };
     let ended = match (&user, &id) {
         (Some(user), _) => manager.call(store.revoke_user(user, None)).await?,
         (None, Some(id)) => u64::from(manager.call(store.revoke(id)).await?),
         (None, None) => 0,
     };
+    if ended > 0 {
+        manager.note_ended(snapshots, Ending::Revoked).await;
+    }
     tracing::debug!(session = ?id, ended, "logged out everywhere");
     session.state().end();
     match (&user, &id) {
@@ -297,6 +312,7 @@ pub(crate) async fn rotate(session: &Session) -> Result<()> {
             }
         }
     };
+    manager.note_changed(&new_id).await;
     emit_rotated(manager, id, new_id, user, RotationReason::Explicit).await;
     Ok(())
 }

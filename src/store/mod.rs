@@ -116,6 +116,7 @@ pub mod keyed;
 pub(crate) mod lock_wait;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod persist;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod records;

@@ -19,6 +19,7 @@ pub mod harness;
 pub mod keyed;
 pub mod load;
 pub mod outcomes;
+pub mod persist;
 #[cfg(feature = "postgres")]
 pub mod postgres_server;
 pub mod race;

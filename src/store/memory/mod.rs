@@ -10,6 +10,7 @@
 mod events;
 mod keyed;
 mod ops;
+mod persist;
 mod purge;
 mod shards;
 mod state;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::events::MemoryEvents;
+pub use self::persist::MemoryQueue;
 use self::shards::Shards;
 use crate::clock::{Clock, SystemClock};
 use crate::SessionId;
@@ -57,6 +59,8 @@ struct Inner {
     keyed: keyed::Keyed,
     /// The lifecycle events of managers on this store (`events.rs`).
     events: MemoryEvents,
+    /// The persistence hook's jobs (`persist.rs`).
+    persist: MemoryQueue,
 }
 
 /// Builds a [`MemoryStore`] with a custom clock or purge interval.
@@ -86,6 +90,7 @@ impl MemoryStoreBuilder {
         let inner = Arc::new(Inner {
             shards: Shards::new(),
             events: MemoryEvents::new(self.clock.clone()),
+            persist: MemoryQueue::new(self.clock.clone()),
             clock: self.clock,
             waiters: Default::default(),
             keyed: Default::default(),
@@ -126,6 +131,14 @@ impl MemoryStore {
     /// session it removes.
     pub fn events(&self) -> MemoryEvents {
         self.inner.events.clone()
+    }
+
+    /// The store's persistence queue, for
+    /// [`SessionManager::with_persistence`](crate::SessionManager::with_persistence):
+    /// clones of this store share it. From this call on, the purge
+    /// enqueues a job for each expired session it removes, with its data.
+    pub fn persist_queue(&self) -> MemoryQueue {
+        self.inner.persist.request()
     }
 
     /// Removes every expired session, marker and keyed session now.

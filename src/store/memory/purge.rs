@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::state::Live;
 use super::Inner;
 use crate::events::{EventKind, ExpiryReason, NewEvent};
+use crate::store::persist::PersistJob;
 use crate::SessionId;
 
 /// The most expiry-queue entries one lock hold pops.
@@ -16,9 +17,11 @@ const BATCH: usize = 128;
 impl Inner {
     /// One batch on one shard: how many entries it removed, and whether the
     /// shard has more due. While a feed listens, each expired session's
-    /// event is published, after the shard's lock is released.
+    /// event is published, and once the persistence queue was handed out,
+    /// its job is enqueued, after the shard's lock is released.
     fn purge_batch(&self, shard: usize, now: i64) -> (usize, bool) {
-        if !self.events.listened() {
+        let (events, persist) = (self.events.listened(), self.persist.requested());
+        if !events && !persist {
             return self.shards.lock(shard).purge_due(now, BATCH, None);
         }
         let mut expired = Vec::new();
@@ -27,7 +30,15 @@ impl Inner {
             .lock(shard)
             .purge_due(now, BATCH, Some(&mut expired));
         for (id, live) in expired {
-            self.events.publish_now(expired_event(id, *live));
+            let event = expired_event(id, *live);
+            if persist {
+                if let Some(job) = PersistJob::of_expiry(&event) {
+                    self.persist.enqueue_now(&job);
+                }
+            }
+            if events {
+                self.events.publish_now(event);
+            }
         }
         done
     }

@@ -258,6 +258,7 @@ impl PostgresStoreBuilder {
                 origin: format!("{:016x}", rand::random::<u64>()),
                 listening: AtomicBool::new(false),
                 expiry_retain: std::sync::atomic::AtomicI64::new(0),
+                persist_on: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         cache::spawn_listener(&store.inner);

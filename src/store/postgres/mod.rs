@@ -98,6 +98,7 @@ mod cache;
 mod events;
 mod keyed;
 mod ops;
+mod persist;
 mod purge;
 mod reply;
 mod schema;
@@ -109,6 +110,7 @@ use sqlx::PgPool;
 pub use self::builder::PostgresStoreBuilder;
 pub use self::cache::PostgresCacheStats;
 pub use self::events::PostgresEvents;
+pub use self::persist::PostgresQueue;
 use crate::store::waiters::Waiters;
 use crate::{Error, Result, SessionId};
 
@@ -143,6 +145,9 @@ struct Inner {
     /// How many events the table keeps, once [`PostgresStore::events`] was
     /// called (0 before): the purge then records each expiry.
     expiry_retain: std::sync::atomic::AtomicI64,
+    /// Whether [`PostgresStore::persist_queue`] was called: the purge then
+    /// enqueues a job per expired session.
+    persist_on: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Inner {

@@ -20,8 +20,9 @@ pub(super) async fn purge_all(inner: &Inner, batch: u32) -> Result<u64> {
     loop {
         if sessions_left {
             let retain = inner.expiry_retain.load(Ordering::Relaxed);
-            let n = if retain > 0 {
-                recorded(inner, batch, retain).await?
+            let persist = inner.persist_on.load(Ordering::Relaxed);
+            let n = if retain > 0 || persist {
+                recorded(inner, batch, retain, persist).await?
             } else {
                 deleted(inner, &inner.sql.purge, batch).await?
             };
@@ -52,12 +53,14 @@ async fn deleted(inner: &Inner, sql: &str, batch: i32) -> Result<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// One purge statement that records an expiry event per session it
-/// deletes (`sql/expiry_v4.sql`): how many rows it deleted.
-async fn recorded(inner: &Inner, batch: i32, retain: i64) -> Result<u64> {
-    let n: i64 = sqlx::query_scalar(&inner.sql.purge_events)
+/// One purge statement that records an expiry event (`retain` > 0) and
+/// enqueues a persistence job (`persist`) per session it deletes
+/// (`sql/persist_v5.sql`): how many rows it deleted.
+async fn recorded(inner: &Inner, batch: i32, retain: i64, persist: bool) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(&inner.sql.purge_recorded)
         .bind(batch)
         .bind(retain)
+        .bind(persist)
         .fetch_one(&inner.pool)
         .await
         .map_err(pg_error)?;

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&[&str]] = &[
     &[include_str!("sql/keyed_v2.sql")],
     &[include_str!("sql/events_v3.sql")],
     &[include_str!("sql/expiry_v4.sql")],
+    &[include_str!("sql/persist_v5.sql")],
 ];
 
 /// The schema version this build of sessionkit installs.
@@ -196,8 +197,13 @@ pub(super) struct Sql {
     pub(super) unlock: String,
     pub(super) touch: String,
     pub(super) purge: String,
-    /// The purge that records an expiry event per session (events on).
-    pub(super) purge_events: String,
+    /// The purge that records an expiry event and/or enqueues a
+    /// persistence job per session (events or persistence on).
+    pub(super) purge_recorded: String,
+    pub(super) persist_enqueue: String,
+    pub(super) persist_claim: String,
+    pub(super) persist_settle: String,
+    pub(super) persist_all: String,
     pub(super) keyed: String,
     pub(super) keyed_purge: String,
     pub(super) ping: String,
@@ -227,7 +233,11 @@ impl Sql {
             unlock: call("unlock", 2),
             touch: call("touch", 2),
             purge: call("purge", 1),
-            purge_events: call("purge_events", 2),
+            purge_recorded: call("purge_recorded", 3),
+            persist_enqueue: call("persist_enqueue", 3),
+            persist_claim: call("persist_claim", 2),
+            persist_settle: call("persist_settle", 4),
+            persist_all: call("persist_all", 0),
             keyed: call("keyed", 13),
             keyed_purge: call("keyed_purge", 1),
             ping: format!("SELECT pg_notify('{}', '')", n.changes_channel()),

@@ -450,6 +450,8 @@ impl RedisStoreBuilder {
                 releases,
                 expiry: std::sync::OnceLock::new(),
                 events_retained: std::sync::atomic::AtomicU64::new(super::events::DEFAULT_RETAINED),
+                persist_on: std::sync::atomic::AtomicBool::new(false),
+                persist_scripts: super::persist::PersistScripts::new(),
             }),
         };
         if self.expiry_events {

@@ -232,6 +232,9 @@ impl Ctx {
         match store.claim_expired(&id).await {
             Ok(None) => {}
             Ok(Some(event)) => {
+                if store.persist_on() {
+                    store.enqueue_expiry(&event).await;
+                }
                 if let Err(e) = store.events().publish(event).await {
                     tracing::warn!(error = %e, session = %id, "expired session's event lost");
                 }

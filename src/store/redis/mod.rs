@@ -235,6 +235,7 @@ mod login;
 mod logout;
 mod open;
 mod ops;
+mod persist;
 mod read;
 mod release;
 mod replies;
@@ -255,6 +256,7 @@ pub use self::events::RedisEvents;
 pub use self::expiry::EXPIRY_GRACE;
 pub use self::keys::key_slot;
 use self::keys::Keys;
+pub use self::persist::RedisQueue;
 use self::scripts::Scripts;
 use crate::clock::duration_ms;
 use crate::token::Tag;
@@ -332,6 +334,11 @@ struct Inner {
     /// [`RedisEvents::retained`] set, which the watcher's expiry events
     /// trim to as well.
     events_retained: std::sync::atomic::AtomicU64,
+    /// Whether [`RedisStore::persist_queue`] was called: the expiry watcher
+    /// then enqueues a job per expired session it claims.
+    persist_on: std::sync::atomic::AtomicBool,
+    /// The persistence queue's scripts (`persist.rs`).
+    persist_scripts: persist::PersistScripts,
 }
 
 impl fmt::Debug for RedisStore {
