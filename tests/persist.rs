@@ -118,9 +118,12 @@ async fn each_occurrence_is_persisted_once_across_two_instances(backend: Backend
     // Evicted by a third login of the user (limit 2).
     let carols: Vec<Browser> = (0..3).map(|_| Browser::new()).collect();
     let mut s_carol = Vec::new();
-    for c in &carols {
+    for (i, c) in carols.iter().enumerate() {
         c.send(&srv, "/login/carol").await;
+        c.send(&srv, &format!("/set/c/{i}")).await;
         s_carol.push(id_of(c, &srv).await);
+        // Apart on the store's clock, so "least recently used" is one.
+        backend.advance(Duration::from_millis(20)).await;
     }
     let live: Vec<SessionId> = a
         .sessions_of("carol")
@@ -140,7 +143,9 @@ async fn each_occurrence_is_persisted_once_across_two_instances(backend: Backend
         .wait(&s_evicted, PersistReason::Evicted, "carol's eviction")
         .await;
     assert_eq!(evicted.record.user.as_deref(), Some("carol"));
-    assert_eq!(evicted.record.data, None, "evictions carry no data");
+    assert_eq!(s_evicted, s_carol[0], "the least recently used went");
+    let data = evicted.record.data.as_ref().expect("read before the login");
+    assert_eq!(data["c"], "0", "{evicted:?}");
 
     // "Log out other devices".
     let eve1 = start_browser(&srv, Some("eve")).await;
@@ -200,9 +205,59 @@ async fn each_occurrence_is_persisted_once_across_two_instances(backend: Backend
     drop(eve2);
 }
 
+/// Eight devices of one user logging in at once (limit 2, evict the
+/// oldest), then one logging out while others write: every evicted
+/// session reaches the hook once, as evicted, and nothing else twice.
+async fn parallel_logins_persist_each_eviction_once(backend: Backend, fw: Framework) {
+    let config = SessionConfig::default().max_sessions_per_user(2, MaxSessionsPolicy::EvictOldest);
+    let (_, a, b) = instances(&backend, config).await;
+    let rec = Recorder::default();
+    let wa = PersistWorker::spawn(&a, rec.hook(0), quick()).unwrap();
+    let wb = PersistWorker::spawn(&b, rec.hook(1), quick()).unwrap();
+    let srv = with_layer(fw, routes(), a.clone()).await;
+    let devices: Vec<Browser> = (0..8).map(|_| Browser::new()).collect();
+    let logins =
+        futures::future::join_all(devices.iter().map(|d| d.send(&srv, "/login/olga"))).await;
+    // Each login answers its new session's id.
+    let ids: Vec<SessionId> = logins
+        .iter()
+        .map(|e| {
+            assert_eq!(e.status, http::StatusCode::OK, "{e:?}");
+            e.body.parse().expect("a session id")
+        })
+        .collect();
+    let live: Vec<SessionId> = a
+        .sessions_of("olga")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(live.len(), 2, "the limit holds");
+    let evicted: Vec<&SessionId> = ids.iter().filter(|id| !live.contains(id)).collect();
+    assert_eq!(evicted.len(), 6, "ids {ids:?}, live {live:?}");
+    for id in &evicted {
+        rec.wait(id, PersistReason::Evicted, "a parallel login's eviction")
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut seen: BTreeMap<(SessionId, String), usize> = BTreeMap::new();
+    for c in rec.calls() {
+        *seen
+            .entry((c.record.session.clone(), format!("{:?}", c.record.reason)))
+            .or_default() += 1;
+    }
+    for ((session, reason), n) in &seen {
+        assert_eq!(*n, 1, "{reason} of {session} reached the hook {n} times");
+    }
+    wa.shutdown().await;
+    wb.shutdown().await;
+}
+
 scenario_tests!(
     @topologies
     each_occurrence_is_persisted_once_across_two_instances,
+    parallel_logins_persist_each_eviction_once,
 );
 
 /// A hook that fails twice, then succeeds: retried after a backoff, and
@@ -361,3 +416,46 @@ backend_tests!(
     on_demand_and_shutdown_flush,
     a_dead_workers_job_goes_to_another,
 );
+
+/// A hook that always fails: called `max_attempts` times, then given up
+/// with an error in the log naming the session, and never called again.
+#[tokio::test(flavor = "current_thread")]
+async fn a_hook_that_keeps_failing_is_given_up_with_an_error_logged() {
+    let logs = support::logs::Logs::default();
+    let _guard = logs.capture();
+    let backend = Backend::memory().await;
+    let (_, a, _) = instances(&backend, SessionConfig::default()).await;
+    let rec = Recorder::failing_first(u32::MAX);
+    let options = PersistOptions {
+        max_attempts: 3,
+        ..quick()
+    };
+    let worker = PersistWorker::spawn(&a, rec.hook(0), options).unwrap();
+    let s = a.load(None, Default::default()).await.unwrap();
+    s.login("pat").await.unwrap();
+    let id = s.id().unwrap();
+    s.logout().await.unwrap();
+    let deadline = tokio::time::Instant::now() + support::persist::WAIT;
+    while rec.calls().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "{:#?}", rec.calls());
+        backend.advance(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..10 {
+        backend.advance(Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let attempts: Vec<u32> = rec.calls().iter().map(|c| c.record.attempt).collect();
+    assert_eq!(attempts, [1, 2, 3], "three attempts, then none");
+    worker.shutdown().await;
+    let text = logs.text();
+    let gave_up: Vec<&str> = text.lines().filter(|l| l.contains("giving up")).collect();
+    assert_eq!(gave_up.len(), 1, "one give-up line: {text}");
+    assert!(gave_up[0].contains("ERROR"), "{}", gave_up[0]);
+    assert!(
+        gave_up[0].contains(&id.to_string()),
+        "names the session: {}",
+        gave_up[0]
+    );
+    assert!(gave_up[0].contains("attempts=3"), "{}", gave_up[0]);
+}

@@ -18,56 +18,10 @@ mod redis_cost {
     use sessionkit::redis::RedisStore;
     use sessionkit::{SessionConfig, SessionManager};
 
+    use super::http_client::cost::one_visit;
     use super::http_client::{with_layer, Framework};
     use super::support::browser::Browser;
-    use super::support::redis_server::{command_stats, RedisServer};
-
-    /// Commands the server ran during `step`, by name (the `INFO` that
-    /// counts them left out).
-    async fn counted<F: std::future::Future<Output = ()>>(
-        con: &mut redis::aio::MultiplexedConnection,
-        step: F,
-    ) -> BTreeMap<String, u64> {
-        let before = command_stats(con).await;
-        step.await;
-        let after = command_stats(con).await;
-        after
-            .into_iter()
-            // The counting itself, and the lock-release subscriber's
-            // heartbeat, which runs on its own clock.
-            .filter(|(name, _)| !matches!(name.as_str(), "info" | "ping"))
-            .filter_map(|(name, n)| {
-                let d = n - before.get(&name).copied().unwrap_or(0);
-                (d > 0).then_some((name, d))
-            })
-            .collect()
-    }
-
-    /// The commands of: first write, read, write, login, read, logout.
-    async fn one_visit(
-        manager: SessionManager,
-        con: &mut redis::aio::MultiplexedConnection,
-    ) -> Vec<BTreeMap<String, u64>> {
-        let srv = with_layer(Framework::Axum, super::http_client::routes(), manager).await;
-        let b = Browser::new();
-        let mut out = Vec::new();
-        for path in [
-            "/set/a/1",
-            "/get/a",
-            "/set/b/2",
-            "/login/erin",
-            "/get/a",
-            "/logout",
-        ] {
-            out.push(
-                counted(con, async {
-                    b.send(&srv, path).await;
-                })
-                .await,
-            );
-        }
-        out
-    }
+    use super::support::redis_server::RedisServer;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn events_cost_one_xadd_per_event_and_nothing_when_off() {

@@ -51,7 +51,7 @@
 //! | [`persist_all()`](crate::SessionManager::persist_all) | every pending `Interval` job, now | current |
 //! | [`Session::logout`](crate::Session::logout) | `LoggedOut` | read just before the logout |
 //! | [`revoke`](crate::SessionManager::revoke), [`revoke_user`](crate::SessionManager::revoke_user), "log out other devices" | `Revoked` | read just before (the user's sessions listed, then each read) |
-//! | a login over the per-user limit | `Evicted` | `None`: the store ends them in the login's step, unread |
+//! | a login over the per-user limit ([`MaxSessionsPolicy::EvictOldest`](crate::MaxSessionsPolicy)) | `Evicted` | read just before the login (the user's sessions listed, the least recently used past the limit read); `None` for a session a concurrent login evicted instead |
 //! | the idle or absolute timeout | `Expired(reason)` | as it was at expiry, from the store's expiry source |
 //!
 //! Expiries come from the store, with no request: the memory store's purge,
@@ -89,11 +89,21 @@
 //!
 //! # Cost
 //!
-//! Off (no `with_persistence`): nothing. On: one store command per commit
-//! that wrote a session (the job's enqueue), one read before each logout
-//! and revocation (the data), and for `revoke_user` a listing plus one read
-//! per session; a worker polls with one claim per
-//! [`poll`](PersistOptions::poll) while idle.
+//! Off (no `with_persistence`): nothing (no command, no key; counted in
+//! `tests/redis_persist.rs`). On, per request (measured on Redis):
+//!
+//! | request | extra round trips |
+//! |---------|-------------------|
+//! | read | none |
+//! | first write, write, login, rotation | 1 (the job's enqueue script) |
+//! | logout, revoke | 2 (a read of the session's data, the enqueue) |
+//! | `revoke_user` | 1 listing + 1 read per session + 1 enqueue per session |
+//! | login with an evicting per-user limit | 1 listing + 1 read per session about to be evicted |
+//!
+//! A worker polls with one claim per [`poll`](PersistOptions::poll) while
+//! idle, and makes two store calls per job (the claim is shared by a
+//! batch): the settle, and for a live session the read of its data.
+//! Reads for persistence never refresh a session's idle timeout.
 
 mod hook;
 pub(crate) mod sources;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Timeouts;
+use crate::config::{MaxSessionsPolicy, Timeouts, UserLimit};
 use crate::context::Persistence;
 use crate::store::persist::{Ending, PersistJob, PersistQueue};
 use crate::store::{LoadOutcome, Loaded};
@@ -156,18 +156,64 @@ impl SessionManager {
         }
     }
 
-    /// After a login evicted `ids` of `user`: their jobs, without data
-    /// (the store ended them in the login's step, unread).
-    pub(crate) async fn note_evicted(&self, ids: &[SessionId], user: &str) {
+    /// Before a login of `user` (from `old`, if stored): the data of the
+    /// sessions its per-user limit would evict, the least recently used
+    /// ones past the limit, read without refreshing them (which would
+    /// change that order). Nothing if persistence is off, the limit does
+    /// not evict, or the user is under it.
+    pub(crate) async fn snapshots_before_login(
+        &self,
+        user: &str,
+        old: Option<&SessionId>,
+    ) -> Vec<Snapshot> {
+        let UserLimit::Max {
+            max,
+            policy: MaxSessionsPolicy::EvictOldest,
+        } = self.config().user_limit
+        else {
+            return Vec::new();
+        };
+        if self.persistence().is_none() {
+            return Vec::new();
+        }
+        let Ok(listed) = self.sessions_of(user).await else {
+            return Vec::new();
+        };
+        let others: Vec<_> = listed.iter().filter(|s| Some(&s.id) != old).collect();
+        // Most recently used first: the login keeps `max - 1` of them.
+        let keep = usize::try_from(max.saturating_sub(1)).unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        for info in others.iter().skip(keep) {
+            if let Some(s) = self.snapshot(&info.id).await {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// After a login evicted `ids` of `user`: their jobs, with the data
+    /// read before the login where it was (`before`; a concurrent login
+    /// can evict another session than the one foreseen: that one then has
+    /// no data).
+    pub(crate) async fn note_evicted(
+        &self,
+        ids: &[SessionId],
+        user: &str,
+        mut before: Vec<Snapshot>,
+    ) {
         if self.persistence().is_none() {
             return;
         }
         for id in ids {
+            let data = before
+                .iter()
+                .position(|s| &s.id == id)
+                .map(|i| before.swap_remove(i).data);
             let job = PersistJob::Ended {
                 session: id.clone(),
                 user: Some(user.to_owned()),
                 why: Ending::Evicted,
-                data: None,
+                data,
             };
             self.enqueue_ending(job).await;
         }

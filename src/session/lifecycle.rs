@@ -56,6 +56,7 @@ pub(crate) async fn login(session: &Session, user_id: String) -> Result<()> {
     };
     let new = Token::generate(&Tag::for_user(&user_id));
     let new_id = new.id();
+    let doomed = manager.snapshots_before_login(&user_id, old.as_ref()).await;
     let login = Login {
         old: old.as_ref(),
         new: &new_id,
@@ -119,7 +120,7 @@ pub(crate) async fn login(session: &Session, user_id: String) -> Result<()> {
         }
     };
     manager.note_changed(&new_id).await;
-    manager.note_evicted(&evicted, &user_id).await;
+    manager.note_evicted(&evicted, &user_id, doomed).await;
     emit_login(manager, &new_id, old, &user_id, evicted).await;
     Ok(())
 }

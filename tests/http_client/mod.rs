@@ -10,6 +10,9 @@
 //! backend × framework.
 #![allow(dead_code)]
 
+#[cfg(feature = "redis")]
+pub mod cost;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

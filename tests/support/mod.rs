@@ -18,6 +18,7 @@ pub mod failing_store;
 pub mod harness;
 pub mod keyed;
 pub mod load;
+pub mod logs;
 pub mod outcomes;
 pub mod persist;
 #[cfg(feature = "postgres")]

@@ -237,6 +237,26 @@ pub async fn command_stats(
     out
 }
 
+/// Commands the server ran during `step`, by name; commands run inside
+/// scripts count too. The `INFO` that counts them, and the lock-release
+/// subscriber's heartbeat (`PING`, on its own clock), are left out.
+pub async fn counted<F: std::future::Future<Output = ()>>(
+    con: &mut redis::aio::MultiplexedConnection,
+    step: F,
+) -> std::collections::BTreeMap<String, u64> {
+    let before = command_stats(con).await;
+    step.await;
+    let after = command_stats(con).await;
+    after
+        .into_iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "info" | "ping"))
+        .filter_map(|(name, n)| {
+            let d = n - before.get(&name).copied().unwrap_or(0);
+            (d > 0).then_some((name, d))
+        })
+        .collect()
+}
+
 /// A `redis-server` of the test's own, a `RedisStore` on it (with key
 /// prefix `prefix`, or the default), and a plain connection for looking at
 /// what the store wrote.

@@ -52,6 +52,10 @@
 //! - **Lifecycle events** (schema version 3, [`PostgresStore::events`]):
 //!   rows of `<prefix>events`, numbered in commit order by
 //!   `<prefix>publish_event` under an advisory lock, read by polling feeds.
+//! - **Persistence jobs** (schema version 5, [`PostgresStore::persist_queue`]):
+//!   rows of `<prefix>persist_jobs`, one per job key, claimed with
+//!   `FOR UPDATE SKIP LOCKED`; once the queue was asked for, the purge
+//!   enqueues each expired session's job in the transaction of its delete.
 //!
 //! # Keyed sessions
 //!

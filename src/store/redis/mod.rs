@@ -46,6 +46,7 @@
 //! | `<prefix>:{<tag>}:idx` | ZSET | the logged-in sessions of that tag: member = `<hash>`, score = the session's expiry (ms, Redis clock) |
 //! | `<prefix>:{<keyed id>}:k` | HASH | one keyed session ([`Tracker`](crate::tracker::Tracker)), active or finished; see `keyed.rs` |
 //! | `<prefix>:events` | STREAM | lifecycle events ([`RedisStore::events`]), field `e` = the event's JSON; only with events on |
+//! | `<prefix>:{persist}:due`, `:jobs`, `:meta` | ZSET, HASH, HASH | the persistence jobs ([`RedisStore::persist_queue`]): key → due time (ms, Redis clock); key → payload JSON; key → `generation,tries,leased`; only with persistence on (see `persist.rs`) |
 //! | `<prefix>:{<tag>}:x:<hash>` | STRING | the session's expiry shadow (empty, its TTL the session's `@exp`): only with [`RedisStoreBuilder::expiry_events`], whose session hashes then live [`EXPIRY_GRACE`] past their expiry (see `expiry.rs`) |
 //!
 //! A session hash has one field per data key, `d:<key>`, holding the value's
@@ -404,7 +405,8 @@ impl RedisStore {
         // On a Cluster, `SCRIPT LOAD` goes to every primary. A replica
         // promoted later answers NOSCRIPT once; the call then loads it.
         let limit = self.inner.command_timeout;
-        for script in self.inner.scripts.all() {
+        let persist = self.inner.persist_scripts.all();
+        for script in self.inner.scripts.all().into_iter().chain(persist) {
             let mut conn = self.connection().await?;
             within(limit, script.load_async(&mut conn)).await?;
         }

@@ -36,6 +36,11 @@ impl PersistScripts {
             all: script(include_str!("scripts/persist_all.lua")),
         }
     }
+
+    /// All four, to preload with `SCRIPT LOAD`.
+    pub(super) fn all(&self) -> [&Script; 4] {
+        [&self.enqueue, &self.claim, &self.settle, &self.all]
+    }
 }
 
 /// The [`PersistQueue`] of a [`RedisStore`], from
